@@ -1,0 +1,248 @@
+"""Reverse-mode automatic differentiation: the graph, grad mode, and the backward pass.
+
+Every differentiable operation is a `Function` with two methods side by side:
+`forward` works on raw arrays, `backward` turns the output's gradient into the inputs'
+gradients using Tensor operations. Because backward is written in Tensor operations, running
+it with grad mode on (create_graph=True) records a graph of its own, and second derivatives
+come for free. With create_graph=False it runs under no_grad and records nothing.
+
+The graph: a tensor made by an operation keeps that operation in `_ctx`; the operation keeps
+its input tensors in `inputs`. Nothing points back from an operation to its output, so the
+graph has no reference cycles and is freed as soon as the last tensor of it goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Sequence
+
+from minigrad import backend
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when operations record the graph that backward() needs."""
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self.previous
+
+
+def no_grad() -> _GradMode:
+    """Context manager (or decorator) under which operations record no graph."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Context manager (or decorator) that turns graph recording back on."""
+    return _GradMode(True)
+
+
+class Function:
+    """One differentiable operation. Subclasses define forward (arrays) and backward (Tensors).
+
+    A Function instance is one node of the graph: `inputs` holds the input tensors, and the
+    subclass may keep whatever else its backward needs as attributes. backward(grad) returns
+    one gradient (a Tensor, or None for "no gradient") per input.
+    """
+
+    inputs: tuple[Tensor, ...] | None
+    # Set by operations whose backward reuses their own result (exp, sqrt). The output is
+    # held through a weak reference: a strong one would make a cycle output -> node -> output.
+    keeps_output = False
+
+    def forward(self, *arrays):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def backward(self, grad: Tensor):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def apply(self, *inputs: Tensor) -> Tensor:
+        """Run forward on the inputs' arrays and, in grad mode, record this node."""
+        first = type(inputs[0].data)
+        for tensor in inputs:
+            if type(tensor.data) is not first:
+                _raise_mixed_backends(self, inputs)
+        out = Tensor._make(self.forward(*[t.data for t in inputs]))
+        if _grad_enabled:
+            for tensor in inputs:
+                if tensor.requires_grad:
+                    out.requires_grad = True
+                    out._ctx = self
+                    self.inputs = inputs
+                    if self.keeps_output:
+                        self.output = weakref.ref(out)
+                    break
+        return out
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def release(self) -> None:
+        """Drop everything this node holds (inputs and saved values): the graph is freed."""
+        self.__dict__.clear()
+        self.inputs = None
+
+
+def _raise_mixed_backends(fn: Function, inputs: Sequence[Tensor]) -> None:
+    names = []
+    for tensor in inputs:
+        try:
+            names.append(backend.backend_of(tensor.data))
+        except TypeError:
+            names.append(type(tensor.data).__name__)
+    raise TypeError(
+        f"{fn.name}: cannot mix backends in one operation, got tensors on "
+        f"{' and '.join(names)}; move one with .to({names[0]!r}) or .to({names[-1]!r})"
+    )
+
+
+def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors that need a gradient, each after every tensor computed from it (roots first)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack = [(root, False) for root in roots]
+    while stack:
+        tensor, children_done = stack.pop()
+        if children_done:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        fn = tensor._ctx
+        if fn is None:
+            continue
+        if fn.inputs is None:
+            raise RuntimeError(
+                f"backward through a graph that has already been freed: a tensor of shape "
+                f"{tensor.shape} was made by an operation whose graph an earlier backward() "
+                "released. Pass retain_graph=True to the earlier call to go through it twice"
+            )
+        for parent in fn.inputs:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def run_backward(
+    roots: Sequence[Tensor],
+    root_grads: Sequence[Tensor],
+    retain_graph: bool,
+    create_graph: bool,
+    capture: Sequence[Tensor] | None = None,
+) -> list[Tensor | None] | None:
+    """Send root_grads back through the graph.
+
+    Without `capture`, gradients of leaf tensors are added to their `.grad` (backward()).
+    With `capture`, the gradients of exactly those tensors are returned and no `.grad`
+    changes (grad()).
+    """
+    order = _topological_order(roots)
+    pending: dict[int, Tensor] = {}
+    for root, grad in zip(roots, root_grads):
+        _add_pending(pending, root, grad)
+    captured: dict[int, Tensor] = {}
+    capture_ids = None if capture is None else {id(t) for t in capture}
+
+    with _GradMode(create_graph):
+        for tensor in order:
+            grad = pending.pop(id(tensor), None)
+            if grad is None:
+                continue
+            fn = tensor._ctx
+            if capture_ids is not None:
+                if id(tensor) in capture_ids:
+                    captured[id(tensor)] = grad
+            elif fn is None:
+                _accumulate(tensor, grad, create_graph)
+            if fn is None:
+                continue
+            for parent, parent_grad in zip(fn.inputs, fn.backward(grad)):
+                if parent_grad is not None and parent.requires_grad:
+                    _add_pending(pending, parent, parent_grad)
+            if not retain_graph:
+                fn.release()
+    if capture is None:
+        return None
+    return [captured.get(id(t)) for t in capture]
+
+
+def _add_pending(pending: dict[int, Tensor], tensor: Tensor, grad: Tensor) -> None:
+    # A tensor reached along several paths gets the sum of the gradients along each.
+    previous = pending.get(id(tensor))
+    pending[id(tensor)] = grad if previous is None else previous + grad
+
+
+def _accumulate(leaf: Tensor, grad: Tensor, create_graph: bool) -> None:
+    if create_graph:
+        leaf.grad = grad if leaf.grad is None else leaf.grad + grad
+    elif leaf.grad is None:
+        # A copy: add's backward hands one gradient tensor to both inputs, and two leaves
+        # must never share (and later mutate) one array.
+        leaf.grad = Tensor._make(grad.data.copy())
+    else:
+        leaf.grad = Tensor._make(leaf.grad.data + grad.data)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Tensor | Sequence[Tensor | None] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> list[Tensor | None]:
+    """Gradients of `outputs` with respect to `inputs`, returned rather than stored in .grad.
+
+    Like torch.autograd.grad. grad_outputs weights each output (needed unless the output
+    has one element). With create_graph=True the returned gradients are differentiable,
+    which is how second derivatives are taken. retain_graph defaults to create_graph.
+    An input that the outputs do not depend on is an error unless allow_unused=True,
+    in which case its gradient is None.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(
+            f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs"
+        )
+    for position, tensor in enumerate(inputs):
+        if not tensor.requires_grad:
+            raise ValueError(f"grad: input {position} (shape {tensor.shape}) does not require grad")
+    roots, root_grads = [], []
+    for output, output_grad in zip(outputs, grad_outputs):
+        if not output.requires_grad:
+            continue  # a constant output contributes nothing
+        roots.append(output)
+        root_grads.append(output._initial_grad(output_grad, "grad"))
+    retain = create_graph if retain_graph is None else retain_graph
+    results = run_backward(roots, root_grads, retain, create_graph, capture=inputs)
+    for position, result in enumerate(results):
+        if result is None and not allow_unused:
+            raise ValueError(
+                f"grad: input {position} (shape {inputs[position].shape}) is not used to "
+                "compute the outputs; pass allow_unused=True to get None for it"
+            )
+    return results
+
+
+from minigrad.tensor import Tensor  # noqa: E402  (tensor.py imports this module first)

@@ -1,0 +1,201 @@
+"""+ - * / ** and comparisons. Each binary operation broadcasts like NumPy, and its backward
+sums each gradient back to its operand's shape (sum_to)."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.autograd import Function
+from minigrad.ops.shape import sum_to
+from minigrad.tensor import Tensor
+
+_SCALARS = (int, float, np.number, np.bool_)
+
+
+def as_tensor(value: Any, like: Tensor) -> Tensor:
+    """`value` as a constant tensor to combine with `like`.
+
+    Python and NumPy scalars and lists take `like`'s backend and dtype, so 2.0 * x stays
+    float32 when x is float32 (they are "weak", as in NumPy 2 and PyTorch). Arrays keep their
+    own dtype and backend; combining backends is then an error.
+    """
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (np.ndarray, np.generic)) and not isinstance(value, _SCALARS):
+        return Tensor._make(np.asarray(value))
+    if not isinstance(value, (_SCALARS, list, tuple)):
+        try:
+            backend.backend_of(value)
+        except TypeError:
+            raise TypeError(
+                f"cannot combine a Tensor with {type(value).__name__}; expected a Tensor, "
+                "a number, a list or an array"
+            ) from None
+        return Tensor._make(value)  # a CuPy array
+    kind = like.data.dtype.kind
+    # A float scalar meeting an integer tensor makes a float result, as in NumPy.
+    keep_dtype = kind == "f" or (kind in "iu" and not isinstance(value, (float, np.floating)))
+    xp = backend.get_array_module(like.data)
+    return Tensor._make(xp.asarray(value, dtype=like.data.dtype if keep_dtype else None))
+
+
+def _binary(fn: Function, a: Any, b: Any) -> Tensor:
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b)
+    elif not isinstance(b, Tensor):
+        b = as_tensor(b, a)
+    try:
+        return fn.apply(a, b)
+    except ValueError:
+        raise ValueError(
+            f"{fn.name.lower()}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, grad):
+        a, b = self.inputs
+        return (
+            sum_to(grad, a.shape) if a.requires_grad else None,
+            sum_to(grad, b.shape) if b.requires_grad else None,
+        )
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        a, b = self.inputs
+        return (
+            sum_to(grad, a.shape) if a.requires_grad else None,
+            sum_to(-grad, b.shape) if b.requires_grad else None,
+        )
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, grad):
+        a, b = self.inputs
+        return (
+            sum_to(grad * b, a.shape) if a.requires_grad else None,
+            sum_to(grad * a, b.shape) if b.requires_grad else None,
+        )
+
+
+class Div(Function):
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, grad):
+        a, b = self.inputs
+        grad_a = grad / b  # d(a/b)/da = 1/b
+        return (
+            sum_to(grad_a, a.shape) if a.requires_grad else None,
+            # d(a/b)/db = -a/b^2 = -(grad/b) * a / b
+            sum_to(-(grad_a * a) / b, b.shape) if b.requires_grad else None,
+        )
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, grad):
+        return (-grad,)
+
+
+class Pow(Function):
+    """x ** c for a constant number c."""
+
+    def __init__(self, exponent: float) -> None:
+        self.exponent = exponent
+
+    def forward(self, x):
+        return x**self.exponent
+
+    def backward(self, grad):
+        (x,) = self.inputs
+        if self.exponent == 0:
+            return (grad * 0.0,)  # x ** 0 is constant; avoid 0 * inf at x = 0
+        return (grad * self.exponent * x ** (self.exponent - 1),)
+
+
+def add(a: Any, b: Any) -> Tensor:
+    """a + b, broadcasting."""
+    return _binary(Add(), a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b, broadcasting."""
+    return _binary(Sub(), a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b, broadcasting."""
+    return _binary(Mul(), a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b, broadcasting."""
+    return _binary(Div(), a, b)
+
+
+def neg(x: Tensor) -> Tensor:
+    """-x."""
+    return Neg().apply(x)
+
+
+def pow(x: Tensor, exponent: Any) -> Tensor:
+    """x ** exponent, for a number `exponent` (not a tensor)."""
+    if not isinstance(exponent, _SCALARS):
+        raise TypeError(
+            f"pow: the exponent must be a number, got {type(exponent).__name__}; "
+            "for a tensor exponent y write (y * x.log()).exp()"
+        )
+    return Pow(float(exponent) if isinstance(exponent, np.floating) else exponent).apply(x)
+
+
+def rpow(base: Any, x: Tensor) -> Tensor:
+    """base ** x for a positive number `base`, as exp(x * log(base))."""
+    if not isinstance(base, _SCALARS) or base <= 0:
+        raise ValueError(f"pow: number ** Tensor needs a positive number base, got {base!r}")
+    return (x * math.log(base)).exp()
+
+
+_COMPARISONS = {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
+}
+
+
+def compare(name: str, a: Any, b: Any) -> Tensor:
+    """An elementwise comparison: a boolean tensor, outside the graph (not differentiable)."""
+    if not isinstance(a, Tensor):
+        a = as_tensor(a, b)
+    elif not isinstance(b, Tensor):
+        b = as_tensor(b, a)
+    if type(a.data) is not type(b.data):
+        raise TypeError(
+            f"{name}: cannot compare a tensor on {a.backend} with one on {b.backend}"
+        )
+    try:
+        return Tensor._make(_COMPARISONS[name](a.data, b.data))
+    except ValueError:
+        raise ValueError(
+            f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None

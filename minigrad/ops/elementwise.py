@@ -1,0 +1,90 @@
+"""Elementwise functions of one tensor: exp, log, sqrt, relu, and a dtype cast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.autograd import Function
+from minigrad.tensor import Tensor
+
+
+class Exp(Function):
+    keeps_output = True  # d exp(x)/dx = exp(x): reuse the result
+
+    def forward(self, x):
+        return backend.get_array_module(x).exp(x)
+
+    def backward(self, grad):
+        return (grad * self.output(),)
+
+
+class Log(Function):
+    def forward(self, x):
+        return backend.get_array_module(x).log(x)
+
+    def backward(self, grad):
+        return (grad / self.inputs[0],)  # d log(x)/dx = 1/x
+
+
+class Sqrt(Function):
+    keeps_output = True  # d sqrt(x)/dx = 1 / (2 sqrt(x)): reuse the result
+
+    def forward(self, x):
+        return backend.get_array_module(x).sqrt(x)
+
+    def backward(self, grad):
+        return (grad / (self.output() * 2.0),)
+
+
+class ReLU(Function):
+    def forward(self, x):
+        return backend.get_array_module(x).maximum(x, 0)
+
+    def backward(self, grad):
+        # The slope is 1 where x > 0 and 0 elsewhere, at 0 included (as in PyTorch). It is a
+        # constant of the graph: relu's second derivative is zero wherever it exists.
+        x = self.inputs[0].data
+        return (grad * Tensor._make((x > 0).astype(x.dtype)),)
+
+
+class AsType(Function):
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, x):
+        return x.astype(self.dtype)
+
+    def backward(self, grad):
+        return (grad.astype(self.inputs[0].dtype),)
+
+
+def exp(x: Tensor) -> Tensor:
+    """e ** x, elementwise."""
+    return Exp().apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm, elementwise."""
+    return Log().apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """Square root, elementwise."""
+    return Sqrt().apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), elementwise; its gradient at 0 is 0."""
+    return ReLU().apply(x)
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """`x` cast to `dtype`; the gradient is cast back to x's dtype."""
+    if np.dtype(dtype) == x.dtype:
+        return x
+    if x.requires_grad and np.dtype(dtype).kind != "f":
+        raise TypeError(f"astype: a tensor that requires grad can only become a float, not {dtype}")
+    return AsType(dtype).apply(x)

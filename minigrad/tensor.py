@@ -1,0 +1,352 @@
+"""The Tensor: an array (NumPy or CuPy), its gradient, and the operation that made it.
+
+The operations themselves live in minigrad/ops/, one forward rule beside one backward rule.
+This file gives them their Python syntax (x + y, x @ w, x.sum(), x[i]) and holds backward().
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from minigrad import autograd, backend
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    Tensor(data, requires_grad=False, dtype=None). Python numbers and lists become float32
+    unless `dtype` says otherwise; NumPy and CuPy arrays keep their dtype. A new tensor is
+    created on the current backend (see minigrad.set_backend); operations keep their result
+    on the backend of their operands.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __array_ufunc__ = None  # make NumPy defer to Tensor's operators: np.float32(2) * t is a Tensor
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        xp = backend.module(backend.get_backend())
+        if isinstance(data, Tensor):
+            data = data.data
+        if _is_array(data):
+            array = backend.to_backend(data, backend.get_backend())
+            array = xp.asarray(array, dtype=dtype)
+        else:
+            array = _array_from_python(xp, data, dtype)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor: unsupported dtype {array.dtype}; expected a number type")
+        self.data = array
+        self.grad: Tensor | None = None
+        self.requires_grad = False
+        self._ctx: autograd.Function | None = None
+        if requires_grad:
+            self.requires_grad_()
+
+    @classmethod
+    def _make(cls, data: Any, requires_grad: bool = False) -> Tensor:
+        """Wrap an array that an operation produced, without the checks of __init__ (hot path)."""
+        if type(data) is not np.ndarray and isinstance(data, np.generic):
+            data = np.asarray(data)  # NumPy returns scalars from 0-d operations
+        tensor = object.__new__(cls)
+        tensor.data = data
+        tensor.grad = None
+        tensor.requires_grad = requires_grad
+        tensor._ctx = None
+        return tensor
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Mark this leaf tensor as one whose gradient backward() should compute."""
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require grad; this one has dtype "
+                f"{self.data.dtype}. Create it with dtype=float32 or float64"
+            )
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False) works on leaf tensors only; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    # ---- what the tensor is ------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def backend(self) -> str:
+        """"numpy" or "cupy": where this tensor's array lives."""
+        return backend.backend_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors made by the user rather than by an operation in a graph."""
+        return self._ctx is None
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the data (copied from the GPU on CuPy)."""
+        return backend.to_numpy(self.data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, cut out of the graph (requires_grad=False)."""
+        return Tensor._make(self.data)
+
+    def to(self, name: str) -> Tensor:
+        """This tensor on backend `name` ("numpy" or "cupy"), with its gradient moved too.
+
+        The result is a new leaf with the same requires_grad; a tensor already on `name` is
+        returned as is. Only leaves move: a tensor in the middle of a graph would lose its
+        history on the way, so that is an error (call .detach() first if that is intended).
+        """
+        backend.module(name)  # a clear error for an unknown or unavailable backend
+        if self.backend == name:
+            return self
+        if self._ctx is not None:
+            raise RuntimeError(
+                f"to({name!r}) moves leaf tensors only; this one (shape {self.shape}) was made "
+                f"by {self._ctx.name} in a graph. Move its inputs, or call .detach().to(...)"
+            )
+        moved = Tensor._make(backend.to_backend(self.data, name), self.requires_grad)
+        if self.grad is not None:
+            moved.grad = self.grad.to(name)
+        return moved
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="Tensor(")
+        extras = [f"dtype={self.dtype}"]
+        if self.backend != "numpy":
+            extras.append(f"backend={self.backend!r}")
+        if self._ctx is not None:
+            extras.append(f"grad_fn={self._ctx.name}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"Tensor({body}, {', '.join(extras)})"
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    __hash__ = object.__hash__  # == is elementwise, so hash by identity
+
+    # ---- backward ---------------------------------------------------------------------------
+
+    def backward(
+        self,
+        grad: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+    ) -> None:
+        """Add d(self)/d(leaf) * grad to the .grad of every leaf that requires grad.
+
+        grad may be left out only for a one-element tensor (it is then 1). Gradients add up
+        over calls until reset with `leaf.grad = None`. The graph is freed afterwards unless
+        retain_graph is True; retain_graph defaults to create_graph, as in PyTorch.
+        create_graph=True makes the gradients differentiable tensors (second derivatives).
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of it was "
+                "created with requires_grad=True (or it was computed under no_grad)"
+            )
+        root_grad = self._initial_grad(grad, "backward")
+        retain = create_graph if retain_graph is None else retain_graph
+        autograd.run_backward([self], [root_grad], retain, create_graph)
+
+    def _initial_grad(self, grad: Any, caller: str) -> Tensor:
+        """The gradient that starts a backward pass from this tensor, checked."""
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"{caller}: grad can be left out only for a one-element tensor; this one "
+                    f"has shape {self.shape}. Pass a grad of that shape"
+                )
+            return Tensor._make(backend.get_array_module(self.data).ones_like(self.data))
+        if not isinstance(grad, Tensor):
+            grad = Tensor._make(backend.get_array_module(self.data).asarray(grad, self.dtype))
+        if grad.shape != self.shape:
+            raise ValueError(
+                f"{caller}: grad has shape {grad.shape} but the tensor has shape {self.shape}"
+            )
+        if type(grad.data) is not type(self.data):
+            raise TypeError(
+                f"{caller}: grad is on {grad.backend} but the tensor is on {self.backend}"
+            )
+        return grad
+
+    # ---- operators: each one is a Function in minigrad/ops ---------------------------------
+
+    def __add__(self, other: Any) -> Tensor:
+        return ops.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return ops.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return ops.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return ops.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return ops.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.div(other, self)
+
+    def __neg__(self) -> Tensor:
+        return ops.neg(self)
+
+    def __pow__(self, exponent: Any) -> Tensor:
+        return ops.pow(self, exponent)
+
+    def __rpow__(self, base: Any) -> Tensor:
+        return ops.rpow(base, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.matmul(other, self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.getitem(self, index)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.compare("lt", self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.compare("le", self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.compare("gt", self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.compare("ge", self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return ops.compare("eq", self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return ops.compare("ne", self, other)
+
+    # ---- methods ------------------------------------------------------------------------------
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Sum over `axis` (None: all; int or tuple; negative allowed)."""
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Mean over `axis` (None: all; int or tuple; negative allowed)."""
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Maximum over `axis`; the gradient goes to the (first) arg-max."""
+        return ops.max(self, axis, keepdims)
+
+    def argmax(self, axis: int | None = None) -> Tensor:
+        """Index of the maximum along `axis` (not differentiable)."""
+        return Tensor._make(self.data.argmax(axis=axis))
+
+    def exp(self) -> Tensor:
+        return ops.exp(self)
+
+    def log(self) -> Tensor:
+        return ops.log(self)
+
+    def sqrt(self) -> Tensor:
+        return ops.sqrt(self)
+
+    def relu(self) -> Tensor:
+        return ops.relu(self)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        """The same values in a new shape; one dimension may be -1."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.reshape(self, shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """Permute the axes (reversed when none are given)."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.transpose(self, axes or None)
+
+    @property
+    def T(self) -> Tensor:
+        return ops.transpose(self, None)
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+        return ops.broadcast_to(self, tuple(shape))
+
+    def astype(self, dtype: Any) -> Tensor:
+        """This tensor in another float dtype; the gradient is cast back."""
+        return ops.astype(self, dtype)
+
+
+def _is_array(data: Any) -> bool:
+    try:
+        backend.backend_of(data)
+    except TypeError:
+        return False
+    return True
+
+
+def _array_from_python(xp: Any, data: Any, dtype: Any) -> Any:
+    """Python numbers and (nested) lists: float32 unless `dtype` says otherwise."""
+    try:
+        array = np.asarray(data, dtype=dtype if dtype is not None else np.float32)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Tensor: cannot make a tensor from {type(data).__name__} {data!r:.60}: {error}"
+        ) from error
+    return xp.asarray(array)
+
+
+def zeros(shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros on the current backend."""
+    xp = backend.module(backend.get_backend())
+    return Tensor(xp.zeros(shape, dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones on the current backend."""
+    xp = backend.module(backend.get_backend())
+    return Tensor(xp.ones(shape, dtype=dtype), requires_grad=requires_grad)
+
+
+from minigrad import ops  # noqa: E402  (ops needs the Tensor class defined above)
