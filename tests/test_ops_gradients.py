@@ -1,0 +1,139 @@
+"""Every operation's backward, checked against central differences (gradcheck) and its second
+derivatives through create_graph (gradgradcheck), in float64 on every element, per backend."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from conftest import normal
+
+LABELS = np.array([2, 0, 3, 3])  # picked with integer-array indexing, one label repeated
+
+# (id, function of the inputs, input arrays)
+CASES = [
+    # + - * / with broadcasting pairs, scalars on either side
+    ("add (3,1)+(1,4)", lambda a, b: a + b, [normal((3, 1)), normal((1, 4), 1)]),
+    ("add (5,)+(2,5)", lambda a, b: a + b, [normal(5), normal((2, 5), 1)]),
+    ("add scalar tensor+(2,3)", lambda a, b: a + b, [normal(()), normal((2, 3), 1)]),
+    ("add (4,1,3)+(2,1)", lambda a, b: a + b, [normal((4, 1, 3)), normal((2, 1), 1)]),
+    ("add number", lambda a: 2.5 + a + 1, [normal((2, 3))]),
+    ("sub (3,1)-(1,4)", lambda a, b: a - b, [normal((3, 1)), normal((1, 4), 1)]),
+    ("sub (5,)-(2,5)", lambda a, b: a - b, [normal(5), normal((2, 5), 1)]),
+    ("sub number both sides", lambda a: (1.5 - a) - 2, [normal((2, 3))]),
+    ("mul (3,1)*(1,4)", lambda a, b: a * b, [normal((3, 1)), normal((1, 4), 1)]),
+    ("mul (2,5)*(5,)", lambda a, b: a * b, [normal((2, 5)), normal(5, 1)]),
+    ("mul scalar tensor*(2,3)", lambda a, b: a * b, [normal(()), normal((2, 3), 1)]),
+    ("mul number both sides", lambda a: 3 * a * -0.5, [normal((2, 3))]),
+    ("div (3,1)/(1,4)", lambda a, b: a / b, [normal((3, 1)), normal((1, 4), 1, away_from_zero=True)]),
+    ("div (5,)/(2,5)", lambda a, b: a / b, [normal(5), normal((2, 5), 1, away_from_zero=True)]),
+    ("div number both sides", lambda a: 2.0 / a / 3, [normal((2, 3), away_from_zero=True)]),
+    ("neg", lambda a: -a, [normal((2, 3))]),
+    ("pow 2", lambda a: a**2, [normal((2, 3))]),
+    ("pow 3", lambda a: a**3, [normal((2, 3))]),
+    ("pow 0.5", lambda a: a**0.5, [normal((2, 3), positive=True)]),
+    ("pow -1.5", lambda a: a**-1.5, [normal((2, 3), positive=True)]),
+    ("pow 0", lambda a: a**0 + a, [normal((2, 3))]),
+    ("number ** tensor", lambda a: 2.0**a, [normal((2, 3))]),
+    # reused nodes: a node reached along several paths gets the sum
+    ("reuse a+a, b*b", lambda x: (x + x) * (x + x), [normal((3,))]),
+    ("reuse x*x*x", lambda x: x * x * x, [normal((2, 2))]),
+    ("reuse diamond", lambda x: (x.exp() * x) / (x * x + 1.0), [normal((2, 3))]),
+    # matmul
+    ("matmul 2-D", lambda a, b: a @ b, [normal((3, 4)), normal((4, 2), 1)]),
+    ("matmul batched", lambda a, b: a @ b, [normal((2, 3, 4)), normal((2, 4, 5), 1)]),
+    ("matmul batch broadcast", lambda a, b: a @ b, [normal((2, 3, 4)), normal((4, 5), 1)]),
+    ("matmul batch broadcast both", lambda a, b: a @ b, [normal((1, 3, 4)), normal((2, 4, 2), 1)]),
+    ("matmul vector-matrix", lambda a, b: a @ b, [normal(3), normal((3, 4), 1)]),
+    ("matmul matrix-vector", lambda a, b: a @ b, [normal((3, 4)), normal(4, 1)]),
+    ("matmul vector-vector", lambda a, b: a @ b, [normal(3), normal(3, 1)]),
+    # reductions
+    ("sum all", lambda a: a.sum(), [normal((2, 3, 4))]),
+    ("sum axis 0", lambda a: a.sum(axis=0), [normal((2, 3, 4))]),
+    ("sum axis -1 keepdims", lambda a: a.sum(axis=-1, keepdims=True), [normal((2, 3, 4))]),
+    ("sum axes (0,2)", lambda a: a.sum(axis=(0, 2)), [normal((2, 3, 4))]),
+    ("mean all", lambda a: a.mean(), [normal((2, 3, 4))]),
+    ("mean axis 1", lambda a: a.mean(axis=1), [normal((2, 3, 4))]),
+    ("mean axes (0,2) keepdims", lambda a: a.mean(axis=(0, 2), keepdims=True), [normal((2, 3, 4))]),
+    ("max all", lambda a: a.max(), [normal((3, 4))]),
+    ("max axis 1", lambda a: a.max(axis=1), [normal((3, 4))]),
+    ("max axis 0 keepdims", lambda a: a.max(axis=0, keepdims=True), [normal((3, 4))]),
+    ("max axes (0,2)", lambda a: a.max(axis=(0, 2)), [normal((2, 3, 4))]),
+    ("max then square", lambda a: a.max(axis=-1) ** 2, [normal((3, 4))]),
+    # elementwise
+    ("exp", lambda a: a.exp(), [normal((2, 3))]),
+    ("log", lambda a: a.log(), [normal((2, 3), positive=True)]),
+    ("sqrt", lambda a: a.sqrt(), [normal((2, 3), positive=True)]),
+    ("relu", lambda a: a.relu(), [normal((2, 3), away_from_zero=True)]),
+    ("relu then square", lambda a: a.relu() ** 2, [normal((2, 3), away_from_zero=True)]),
+    # shapes
+    ("reshape", lambda a: a.reshape(3, -1) * a.reshape(3, 4), [normal((2, 6))]),
+    ("transpose default", lambda a: a.transpose(), [normal((2, 3, 4))]),
+    ("transpose axes", lambda a: a.transpose(1, 2, 0), [normal((2, 3, 4))]),
+    ("T", lambda a: a.T @ a, [normal((3, 2))]),
+    ("broadcast_to", lambda a: a.broadcast_to((2, 3, 4)), [normal((3, 1))]),
+    # indexing
+    ("index int", lambda a: a[1], [normal((3, 4))]),
+    ("index negative int and slice", lambda a: a[-1, 1:3], [normal((3, 4))]),
+    ("index reversed slice", lambda a: a[::-1, ::2], [normal((3, 4))]),
+    ("index None and Ellipsis", lambda a: a[None, ..., 0], [normal((3, 4))]),
+    ("index integer array with repeats", lambda a: a[np.array([0, 2, 0, 0])], [normal((3, 4))]),
+    ("index each row's label", lambda z: z[np.arange(4), LABELS], [normal((4, 5))]),
+    ("index boolean mask", lambda a: a[np.array([True, False, True])], [normal((3, 4))]),
+    # a real use: softmax cross-entropy through log-sum-exp, with integer labels passed through
+    (
+        "softmax cross-entropy",
+        lambda z, y: (
+            ((z - z.max(axis=1, keepdims=True)).exp().sum(axis=1)).log()
+            + z.max(axis=1) - z[np.arange(4), y]
+        ).mean(),
+        [normal((4, 5)), LABELS],
+    ),
+]
+
+
+@pytest.mark.parametrize("name, fn, inputs", CASES, ids=[c[0] for c in CASES])
+def test_gradcheck(backend, name, fn, inputs):
+    report = mg.gradcheck(fn, inputs)
+    assert report.passed and report.max_abs_error < 1e-6, str(report)
+
+
+@pytest.mark.parametrize("name, fn, inputs", CASES, ids=[c[0] for c in CASES])
+def test_gradgradcheck(backend, name, fn, inputs):
+    report = mg.gradgradcheck(fn, inputs)
+    assert report.passed and report.max_abs_error < 1e-6, str(report)
+
+
+def test_cast_sends_the_gradient_back_in_the_input_dtype(backend):
+    x = mg.Tensor(np.ones(3, dtype=np.float16), requires_grad=True)
+    y = x.astype(np.float32) * 2.0
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float16
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_max_sends_the_gradient_to_the_first_argmax_on_ties(backend):
+    x = mg.Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]), requires_grad=True)
+    x.max(axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
+
+
+def test_relu_gradient_is_zero_at_zero(backend):
+    x = mg.Tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+    x.relu().sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "fn, expected",
+    [
+        (lambda a, b: a + b, np.add),
+        (lambda a, b: a - b, np.subtract),
+        (lambda a, b: a * b, np.multiply),
+        (lambda a, b: a / b, np.divide),
+        (lambda a, b: a @ b.T, lambda a, b: a @ b.T),
+    ],
+)
+def test_forward_values_match_numpy(backend, fn, expected):
+    a, b = normal((3, 4)), normal((3, 4), 1, away_from_zero=True)
+    np.testing.assert_allclose(fn(mg.Tensor(a), mg.Tensor(b)).numpy(), expected(a, b), rtol=1e-12)
