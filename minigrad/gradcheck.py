@@ -112,8 +112,8 @@ def gradcheck(
     args, checked = _prepare_inputs(inputs, names)
     outputs = _outputs(fn(*args), title)
     analytic = _analytic_jacobians(outputs, [args[i] for i, _ in checked])
-    numeric = _numeric_jacobians(fn, args, [args[i] for i, _ in checked], eps, title)
     output_sizes = [o.size for o in outputs]
+    numeric = _numeric_jacobians(fn, args, [args[i] for i, _ in checked], eps, title, sum(output_sizes))
 
     report = GradcheckReport(title, eps, atol, rtol)
     worst = None  # (excess over the tolerance, message)
@@ -122,14 +122,9 @@ def gradcheck(
         allowed = atol + rtol * np.abs(n)
         relative = error / np.maximum(np.maximum(np.abs(a), np.abs(n)), atol)
         excess = error - allowed
-        abs_at = np.unravel_index(np.argmax(error), error.shape) if error.size else (0, 0)
-        rel_at = np.unravel_index(np.argmax(relative), error.shape) if error.size else (0, 0)
         passed = not (excess > 0).any()
         report.inputs.append(InputCheck(
-            name, x.shape,
-            float(error[abs_at]) if error.size else 0.0, _element(abs_at[1], x.shape),
-            float(relative[rel_at]) if error.size else 0.0, _element(rel_at[1], x.shape),
-            passed,
+            name, x.shape, *_largest(error, x.shape), *_largest(relative, x.shape), passed
         ))
         if not passed:
             out_at, in_at = np.unravel_index(np.argmax(excess), excess.shape)
@@ -252,7 +247,7 @@ def _analytic_jacobians(outputs: list[Tensor], inputs: list[Tensor]) -> list[np.
     return jacobians
 
 
-def _numeric_jacobians(fn, args, inputs, eps, title) -> list[np.ndarray]:
+def _numeric_jacobians(fn, args, inputs, eps, title, total) -> list[np.ndarray]:
     """Per input, the central-difference Jacobian, moving one element at a time."""
     jacobians = []
     for x in inputs:
@@ -266,12 +261,20 @@ def _numeric_jacobians(fn, args, inputs, eps, title) -> list[np.ndarray]:
             minus = _flat_values(fn(*args), title)
             x.data[index] = original
             columns.append((plus - minus) / (2 * eps))
-        jacobians.append(np.stack(columns, axis=1) if columns else np.zeros((0, 0)))
+        jacobians.append(np.stack(columns, axis=1) if columns else np.zeros((total, 0)))
     return jacobians
 
 
 def _flat_values(result: Any, title: str) -> np.ndarray:
     return np.concatenate([o.numpy().reshape(-1) for o in _outputs(result, title)])
+
+
+def _largest(errors: np.ndarray, input_shape: tuple[int, ...]) -> tuple[float, tuple[int, ...]]:
+    """The largest entry of an (outputs, input elements) error matrix, and its input element."""
+    if errors.size == 0:
+        return 0.0, ()
+    output_row, input_column = np.unravel_index(np.argmax(errors), errors.shape)
+    return float(errors[output_row, input_column]), _element(input_column, input_shape)
 
 
 def _element(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:

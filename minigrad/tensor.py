@@ -16,8 +16,8 @@ from minigrad import autograd, backend
 class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 
-    Tensor(data, requires_grad=False, dtype=None). Python numbers and lists become float32
-    unless `dtype` says otherwise; NumPy and CuPy arrays keep their dtype. A new tensor is
+    Tensor(data, requires_grad=False, dtype=None) copies `data`. Python numbers and lists
+    become float32 unless `dtype` says otherwise; NumPy and CuPy arrays keep their dtype. A new tensor is
     created on the current backend (see minigrad.set_backend); operations keep their result
     on the backend of their operands.
     """
@@ -30,8 +30,9 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         if _is_array(data):
-            array = backend.to_backend(data, backend.get_backend())
-            array = xp.asarray(array, dtype=dtype)
+            # A copy, as torch.tensor makes: an in-place update of .data (an optimizer step)
+            # must never reach into the caller's array.
+            array = xp.array(backend.to_backend(data, backend.get_backend()), dtype=dtype, copy=True)
         else:
             array = _array_from_python(xp, data, dtype)
         if array.dtype.kind not in "biuf":

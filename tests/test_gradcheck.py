@@ -70,6 +70,11 @@ def test_integer_inputs_are_passed_through_unchecked():
     assert [row.name for row in report.inputs] == ["input 0"]
 
 
+def test_an_empty_input_has_nothing_to_check_and_passes():
+    report = mg.gradcheck(lambda x, e: x * 2 + e.sum(), [normal(3), np.zeros((0, 2))])
+    assert report.passed and report.inputs[1].shape == (0, 2)
+
+
 def test_float32_inputs_are_checked_in_float64():
     report = mg.gradcheck(lambda x: x.exp(), [mg.Tensor([0.5, 1.0])])
     assert report.passed and report.max_abs_error < 1e-8

@@ -26,32 +26,27 @@ def values(shape, seed, keep_off_zero=False):
     return x
 
 
+BROADCASTABLE_PAIRS = mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3)
+
+
+def operand_pair(shapes, op, seed):
+    """Two operands of the drawn shapes; a divisor is kept off 0."""
+    a_shape, b_shape = shapes.input_shapes
+    return values(a_shape, seed), values(b_shape, seed + 1, keep_off_zero=(op == "div"))
+
+
 @PROPERTY_SETTINGS
-@given(
-    shapes=mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
-    op=st.sampled_from(sorted(BINARY)),
-    seed=st.integers(0, 2**16),
-)
+@given(shapes=BROADCASTABLE_PAIRS, op=st.sampled_from(sorted(BINARY)), seed=st.integers(0, 2**16))
 def test_binary_operations_on_broadcastable_pairs(shapes, op, seed):
-    a_shape, b_shape = shapes.input_shapes
-    a = values(a_shape, seed)
-    b = values(b_shape, seed + 1, keep_off_zero=(op == "div"))
-    report = mg.gradcheck(BINARY[op], [a, b])
-    assert report.passed
-    out = BINARY[op](mg.Tensor(a), mg.Tensor(b))
-    assert out.shape == shapes.result_shape
+    a, b = operand_pair(shapes, op, seed)
+    assert mg.gradcheck(BINARY[op], [a, b]).passed
+    assert BINARY[op](mg.Tensor(a), mg.Tensor(b)).shape == shapes.result_shape
 
 
 @PROPERTY_SETTINGS
-@given(
-    shapes=mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3, max_side=3),
-    op=st.sampled_from(sorted(BINARY)),
-    seed=st.integers(0, 2**16),
-)
+@given(shapes=BROADCASTABLE_PAIRS, op=st.sampled_from(sorted(BINARY)), seed=st.integers(0, 2**16))
 def test_second_derivatives_on_broadcastable_pairs(shapes, op, seed):
-    a_shape, b_shape = shapes.input_shapes
-    a = values(a_shape, seed)
-    b = values(b_shape, seed + 1, keep_off_zero=(op == "div"))
+    a, b = operand_pair(shapes, op, seed)
     assert mg.gradgradcheck(lambda x, y: BINARY[op](x, y) * x, [a, b]).passed
 
 

@@ -27,6 +27,19 @@ def test_arrays_keep_their_dtype(backend):
     assert mg.Tensor(np.zeros(3), dtype=np.float32).dtype == np.float32
 
 
+def test_a_tensor_copies_the_array_it_is_made_from(backend):
+    source = np.zeros(3, dtype=np.float32)
+    t = mg.Tensor(source, requires_grad=True)
+    t.data += 1.0  # what an optimizer step does
+    np.testing.assert_array_equal(source, [0.0, 0.0, 0.0])
+
+
+def test_numpy_scalar_exponents_keep_the_dtype(backend):
+    x = mg.Tensor([1.0, 2.0])
+    assert (x ** np.int64(2)).dtype == np.float32
+    assert (x ** np.float64(0.5)).dtype == np.float32
+
+
 def test_new_tensors_are_made_on_the_current_backend(backend):
     assert mg.Tensor([1.0]).backend == backend
     assert mg.Tensor(np.ones(2)).backend == backend

@@ -163,7 +163,9 @@ def pow(x: Tensor, exponent: Any) -> Tensor:
             f"pow: the exponent must be a number, got {type(exponent).__name__}; "
             "for a tensor exponent y write (y * x.log()).exp()"
         )
-    return Pow(float(exponent) if isinstance(exponent, np.floating) else exponent).apply(x)
+    # A NumPy scalar exponent would promote float32 to float64 (NumPy scalars are not "weak"
+    # under NEP 50); as a Python number it keeps x's dtype.
+    return Pow(exponent.item() if isinstance(exponent, np.generic) else exponent).apply(x)
 
 
 def rpow(base: Any, x: Tensor) -> Tensor:
