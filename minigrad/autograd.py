@@ -90,6 +90,7 @@ class Function:
 
     @property
     def name(self) -> str:
+        """The operation's name, as error messages and repr() show it."""
         return type(self).__name__
 
     def release(self) -> None:

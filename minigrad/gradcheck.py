@@ -104,7 +104,8 @@ def gradcheck(
     """Compare fn's backward with central differences on every element of every float input.
 
     fn takes the inputs and returns a Tensor or a tuple of Tensors. Float inputs (tensors or
-    arrays) are copied to float64 and checked; other inputs (integer labels, say) are passed
+    arrays) are copied to float64 and checked (tensors on their backend, arrays on the current
+    one); other inputs (integer labels, say) are passed
     through as they are. Returns a GradcheckReport; raises GradcheckError on a mismatch,
     naming the input, the element, and the numeric and analytic values.
     """
@@ -194,6 +195,8 @@ def _prepare_inputs(inputs: Any, names: Sequence[str] | None) -> tuple[list[Any]
         data = value.data if isinstance(value, Tensor) else value
         if _is_float_array(data):
             copy = data.astype(np.float64, copy=True)
+            if not isinstance(value, Tensor):  # a raw array goes where new tensors go
+                copy = backend.to_backend(copy, backend.get_backend())
             args.append(Tensor._make(copy, requires_grad=True))
             checked.append((position, names[position] if names else f"input {position}"))
         else:

@@ -111,6 +111,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self) -> Any:
+        """The values as (nested) Python lists."""
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:

@@ -91,15 +91,26 @@ CASES = [
 ]
 
 
+def on_backend(name, fn):
+    """fn, asserting that it really computes on backend `name` (not silently on NumPy)."""
+
+    def checked(*inputs):
+        out = fn(*inputs)
+        assert out.backend == name and out.dtype == np.float64
+        return out
+
+    return checked
+
+
 @pytest.mark.parametrize("name, fn, inputs", CASES, ids=[c[0] for c in CASES])
 def test_gradcheck(backend, name, fn, inputs):
-    report = mg.gradcheck(fn, inputs)
+    report = mg.gradcheck(on_backend(backend, fn), inputs)
     assert report.passed and report.max_abs_error < 1e-6, str(report)
 
 
 @pytest.mark.parametrize("name, fn, inputs", CASES, ids=[c[0] for c in CASES])
 def test_gradgradcheck(backend, name, fn, inputs):
-    report = mg.gradgradcheck(fn, inputs)
+    report = mg.gradgradcheck(on_backend(backend, fn), inputs)
     assert report.passed and report.max_abs_error < 1e-6, str(report)
 
 
