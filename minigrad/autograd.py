@@ -167,13 +167,12 @@ def run_backward(
             grad = pending.pop(id(tensor), None)
             if grad is None:
                 continue
+            if capture_ids is not None and id(tensor) in capture_ids:
+                captured[id(tensor)] = grad
             fn = tensor._ctx
-            if capture_ids is not None:
-                if id(tensor) in capture_ids:
-                    captured[id(tensor)] = grad
-            elif fn is None:
-                _accumulate(tensor, grad, create_graph)
-            if fn is None:
+            if fn is None:  # a leaf: backward() adds to .grad, grad() only captures
+                if capture_ids is None:
+                    _accumulate(tensor, grad, create_graph)
                 continue
             for parent, parent_grad in zip(fn.inputs, fn.backward(grad)):
                 if parent_grad is not None and parent.requires_grad:

@@ -103,6 +103,15 @@ def backend_of(array: object) -> str:
     raise TypeError(f"expected a NumPy or CuPy array, got {type(array).__name__}")
 
 
+def is_array(obj: object) -> bool:
+    """True for a NumPy or CuPy array (or NumPy scalar)."""
+    try:
+        backend_of(obj)
+    except TypeError:
+        return False
+    return True
+
+
 def get_array_module(array: object) -> ModuleType:
     """numpy or cupy, whichever holds `array` (the array-module pattern)."""
     if type(array) is np.ndarray:  # the common case, checked first because it is cheapest

@@ -111,14 +111,15 @@ def gradcheck(
     """
     _check_settings(eps, atol, rtol)
     args, checked = _prepare_inputs(inputs, names)
+    checked_inputs = [args[i] for i, _ in checked]
     outputs = _outputs(fn(*args), title)
-    analytic = _analytic_jacobians(outputs, [args[i] for i, _ in checked])
+    analytic = _analytic_jacobians(outputs, checked_inputs)
     output_sizes = [o.size for o in outputs]
-    numeric = _numeric_jacobians(fn, args, [args[i] for i, _ in checked], eps, title, sum(output_sizes))
+    numeric = _numeric_jacobians(fn, args, checked_inputs, eps, title, sum(output_sizes))
 
     report = GradcheckReport(title, eps, atol, rtol)
     worst = None  # (excess over the tolerance, message)
-    for (position, name), a, n, x in zip(checked, analytic, numeric, [args[i] for i, _ in checked]):
+    for (position, name), a, n, x in zip(checked, analytic, numeric, checked_inputs):
         error = np.abs(a - n)
         allowed = atol + rtol * np.abs(n)
         relative = error / np.maximum(np.maximum(np.abs(a), np.abs(n)), atol)
@@ -179,9 +180,11 @@ def gradgradcheck(
 
 
 def _check_settings(eps: float, atol: float, rtol: float) -> None:
-    for label, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if not value > 0 and not (label != "eps" and value == 0):
-            raise ValueError(f"gradcheck: {label} must be positive, got {value!r}")
+    if not eps > 0:
+        raise ValueError(f"gradcheck: eps must be positive, got {eps!r}")
+    for label, tolerance in (("atol", atol), ("rtol", rtol)):
+        if not tolerance >= 0:
+            raise ValueError(f"gradcheck: {label} must be non-negative, got {tolerance!r}")
 
 
 def _prepare_inputs(inputs: Any, names: Sequence[str] | None) -> tuple[list[Any], list[tuple[int, str]]]:
@@ -193,7 +196,7 @@ def _prepare_inputs(inputs: Any, names: Sequence[str] | None) -> tuple[list[Any]
     args, checked = [], []
     for position, value in enumerate(inputs):
         data = value.data if isinstance(value, Tensor) else value
-        if _is_float_array(data):
+        if backend.is_array(data) and data.dtype.kind == "f":
             copy = data.astype(np.float64, copy=True)
             if not isinstance(value, Tensor):  # a raw array goes where new tensors go
                 copy = backend.to_backend(copy, backend.get_backend())
@@ -204,14 +207,6 @@ def _prepare_inputs(inputs: Any, names: Sequence[str] | None) -> tuple[list[Any]
     if not checked:
         raise ValueError("gradcheck: no floating-point input to check; pass Tensors or float arrays")
     return args, checked
-
-
-def _is_float_array(data: Any) -> bool:
-    try:
-        backend.backend_of(data)
-    except TypeError:
-        return False
-    return data.dtype.kind == "f"
 
 
 def _outputs(result: Any, title: str) -> list[Tensor]:

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
 from minigrad.tensor import Tensor
 
 _generator = np.random.default_rng()
@@ -32,8 +31,8 @@ def generator() -> np.random.Generator:
 
 
 def _tensor(array: np.ndarray, dtype: Any, requires_grad: bool) -> Tensor:
-    array = array.astype(dtype, copy=False)
-    return Tensor(backend.to_backend(array, backend.get_backend()), requires_grad=requires_grad)
+    # Tensor() moves the array to the current backend.
+    return Tensor(array.astype(dtype, copy=False), requires_grad=requires_grad)
 
 
 def _shape(shape: tuple[Any, ...]) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ class Tensor:
         xp = backend.module(backend.get_backend())
         if isinstance(data, Tensor):
             data = data.data
-        if _is_array(data):
+        if backend.is_array(data):
             # A copy, as torch.tensor makes: an in-place update of .data (an optimizer step)
             # must never reach into the caller's array.
             array = xp.array(backend.to_backend(data, backend.get_backend()), dtype=dtype, copy=True)
@@ -318,14 +318,6 @@ class Tensor:
     def astype(self, dtype: Any) -> Tensor:
         """This tensor in another float dtype; the gradient is cast back."""
         return ops.astype(self, dtype)
-
-
-def _is_array(data: Any) -> bool:
-    try:
-        backend.backend_of(data)
-    except TypeError:
-        return False
-    return True
 
 
 def _array_from_python(xp: Any, data: Any, dtype: Any) -> Any:

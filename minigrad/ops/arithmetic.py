@@ -26,17 +26,13 @@ def as_tensor(value: Any, like: Tensor) -> Tensor:
     """
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (np.ndarray, np.generic)) and not isinstance(value, _SCALARS):
-        return Tensor._make(np.asarray(value))
     if not isinstance(value, (_SCALARS, list, tuple)):
-        try:
-            backend.backend_of(value)
-        except TypeError:
+        if not backend.is_array(value):
             raise TypeError(
                 f"cannot combine a Tensor with {type(value).__name__}; expected a Tensor, "
                 "a number, a list or an array"
-            ) from None
-        return Tensor._make(value)  # a CuPy array
+            )
+        return Tensor._make(backend.get_array_module(value).asarray(value))
     kind = like.data.dtype.kind
     # A float scalar meeting an integer tensor makes a float result, as in NumPy.
     keep_dtype = kind == "f" or (kind in "iu" and not isinstance(value, (float, np.floating)))
@@ -44,11 +40,17 @@ def as_tensor(value: Any, like: Tensor) -> Tensor:
     return Tensor._make(xp.asarray(value, dtype=like.data.dtype if keep_dtype else None))
 
 
-def _binary(fn: Function, a: Any, b: Any) -> Tensor:
+def as_operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Two operands as tensors: a number, list or array takes its cue from the tensor."""
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    elif not isinstance(b, Tensor):
-        b = as_tensor(b, a)
+        return as_tensor(a, b), b
+    if not isinstance(b, Tensor):
+        return a, as_tensor(b, a)
+    return a, b
+
+
+def _binary(fn: Function, a: Any, b: Any) -> Tensor:
+    a, b = as_operands(a, b)
     try:
         return fn.apply(a, b)
     except ValueError:
@@ -187,10 +189,7 @@ _COMPARISONS = {
 
 def compare(name: str, a: Any, b: Any) -> Tensor:
     """An elementwise comparison: a boolean tensor, outside the graph (not differentiable)."""
-    if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    elif not isinstance(b, Tensor):
-        b = as_tensor(b, a)
+    a, b = as_operands(a, b)
     if type(a.data) is not type(b.data):
         raise TypeError(
             f"{name}: cannot compare a tensor on {a.backend} with one on {b.backend}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.ops.arithmetic import as_tensor
+from minigrad.ops.arithmetic import as_operands
 from minigrad.ops.shape import sum_to
 from minigrad.tensor import Tensor
 
@@ -32,10 +32,7 @@ class MatMul(Function):
 
 def matmul(a: Any, b: Any) -> Tensor:
     """a @ b. 1-D operands are treated as a row (first) or a column (second), as in NumPy."""
-    if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    elif not isinstance(b, Tensor):
-        b = as_tensor(b, a)
+    a, b = as_operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 axis, got shapes {a.shape} and {b.shape}")
     inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
