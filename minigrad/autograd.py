@@ -176,6 +176,10 @@ def run_backward(
                 continue
             for parent, parent_grad in zip(fn.inputs, fn.backward(grad)):
                 if parent_grad is not None and parent.requires_grad:
+                    if parent_grad.dtype != parent.dtype:
+                        # A float32 weight met a float64 input: its gradient is still
+                        # float32, as in PyTorch, so an optimizer step keeps its dtype.
+                        parent_grad = parent_grad.astype(parent.dtype)
                     _add_pending(pending, parent, parent_grad)
             if not retain_graph:
                 fn.release()

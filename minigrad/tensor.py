@@ -233,6 +233,9 @@ class Tensor:
     def __neg__(self) -> Tensor:
         return ops.neg(self)
 
+    def __abs__(self) -> Tensor:
+        return ops.abs(self)
+
     def __pow__(self, exponent: Any) -> Tensor:
         return ops.pow(self, exponent)
 
@@ -292,6 +295,9 @@ class Tensor:
 
     def sqrt(self) -> Tensor:
         return ops.sqrt(self)
+
+    def abs(self) -> Tensor:
+        return ops.abs(self)
 
     def relu(self) -> Tensor:
         return ops.relu(self)

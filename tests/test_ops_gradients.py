@@ -64,6 +64,7 @@ CASES = [
     ("log", lambda a: a.log(), [normal((2, 3), positive=True)]),
     ("sqrt", lambda a: a.sqrt(), [normal((2, 3), positive=True)]),
     ("relu", lambda a: a.relu(), [normal((2, 3), away_from_zero=True)]),
+    ("abs", lambda a: abs(a) * a, [normal((2, 3), away_from_zero=True)]),
     ("relu then square", lambda a: a.relu() ** 2, [normal((2, 3), away_from_zero=True)]),
     # shapes
     ("reshape", lambda a: a.reshape(3, -1) * a.reshape(3, 4), [normal((2, 6))]),
@@ -133,6 +134,21 @@ def test_relu_gradient_is_zero_at_zero(backend):
     x = mg.Tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
     x.relu().sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
+
+
+def test_abs_gradient_is_the_sign_and_zero_at_zero(backend):
+    x = mg.Tensor(np.array([-1.5, 0.0, 2.0]), requires_grad=True)
+    x.abs().sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 0.0, 1.0])
+
+
+def test_a_gradient_has_the_dtype_of_its_tensor(backend):
+    # A float32 weight used with float64 data gets a float32 gradient, as in PyTorch.
+    weight = mg.Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    data = mg.Tensor(np.array([0.5, 0.25]), requires_grad=True)
+    (weight * data).sum().backward()
+    assert weight.grad.dtype == np.float32 and data.grad.dtype == np.float64
+    np.testing.assert_array_equal(weight.grad.numpy(), [0.5, 0.25])
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Elementwise functions of one tensor: exp, log, sqrt, relu, and a dtype cast."""
+"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, and a dtype cast."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ class Sqrt(Function):
         return (grad / (self.output() * 2.0),)
 
 
+class Abs(Function):
+    def forward(self, x):
+        return backend.get_array_module(x).abs(x)
+
+    def backward(self, grad):
+        # d|x|/dx = sign(x), taken as 0 at 0 (as in PyTorch); a constant of the graph.
+        x = self.inputs[0].data
+        return (grad * Tensor._make(backend.get_array_module(x).sign(x)),)
+
+
 class ReLU(Function):
     def forward(self, x):
         return backend.get_array_module(x).maximum(x, 0)
@@ -74,6 +84,11 @@ def log(x: Tensor) -> Tensor:
 def sqrt(x: Tensor) -> Tensor:
     """Square root, elementwise."""
     return Sqrt().apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    """|x|, elementwise; its gradient at 0 is 0."""
+    return Abs().apply(x)
 
 
 def relu(x: Tensor) -> Tensor:
