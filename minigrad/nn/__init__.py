@@ -1,0 +1,17 @@
+"""Layers and models: Module, Dense, ReLU, BatchNorm, Sequential, and their functional forms.
+
+    import minigrad as mg
+    model = mg.nn.Sequential(mg.nn.Dense(64, use_bias=False), mg.nn.BatchNorm(), mg.nn.ReLU(),
+                             mg.nn.Dense(10))
+    loss = mg.nn.functional.softmax_cross_entropy(model(x), labels)
+"""
+
+from minigrad.nn import constraints, functional, initializers, regularizers
+from minigrad.nn.batchnorm import BatchNorm
+from minigrad.nn.layers import Dense, ReLU, Sequential
+from minigrad.nn.module import Module, Parameter
+
+__all__ = [
+    "Module", "Parameter", "Dense", "ReLU", "BatchNorm", "Sequential",
+    "functional", "initializers", "regularizers", "constraints",
+]

@@ -1,0 +1,182 @@
+"""The layers as functions: relu, dense, batch_norm, and the losses softmax_cross_entropy and mse.
+
+The modules in minigrad.nn hold weights and call these; these hold the arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend, ops
+from minigrad.autograd import no_grad
+from minigrad.ops.batch_norm import BatchNormTrain, batch_norm_composite, normalize, scale_and_shift
+from minigrad.tensor import Tensor
+
+BATCH_NORM_FORMS = ("closed_form", "composite")
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), elementwise."""
+    return ops.relu(x)
+
+
+def dense(x: Tensor, kernel: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ kernel + bias, with kernel of shape (in_features, units)."""
+    y = x @ kernel
+    return y if bias is None else y + bias
+
+
+def softmax_cross_entropy(logits: Tensor, labels: Any) -> Tensor:
+    """Mean over the batch of -log softmax(logits)[label], for logits (N, K) and int labels (N,).
+
+    Computed through log-sum-exp with the row maximum subtracted first, so large logits
+    neither overflow exp nor lose the answer.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must be (batch, classes), got shape {logits.shape}")
+    batch, classes = logits.shape
+    labels = backend.to_backend(labels.data if isinstance(labels, Tensor) else np.asarray(labels), logits.backend)
+    if labels.dtype.kind not in "iu" or labels.shape != (batch,):
+        raise ValueError(
+            f"softmax_cross_entropy: labels must be integers of shape ({batch},), got "
+            f"{labels.dtype} of shape {labels.shape}"
+        )
+    if batch and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise ValueError(f"softmax_cross_entropy: label {bad} is outside [0, {classes})")
+    # log sum_j exp(z_j) = c + log sum_j exp(z_j - c) for any c; c = max keeps exp <= 1.
+    # The shift is a constant (detached): the loss does not depend on it.
+    shifted = logits - logits.max(axis=1, keepdims=True).detach()
+    log_sum_exp = shifted.exp().sum(axis=1).log()
+    picked = shifted[backend.get_array_module(labels).arange(batch), labels]
+    return (log_sum_exp - picked).mean()
+
+
+def mse(prediction: Tensor, target: Any) -> Tensor:
+    """Mean squared error, mean((prediction - target)^2); the shapes must be equal."""
+    target = target if isinstance(target, Tensor) else Tensor(target, dtype=prediction.dtype)
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"mse: prediction has shape {prediction.shape} but target has shape {target.shape}; "
+            "they must be equal (no broadcasting, so a (N, 1) vs (N,) slip is caught)"
+        )
+    difference = prediction - target
+    return (difference * difference).mean()
+
+
+def batch_norm(
+    x: Tensor,
+    gamma: Tensor | None = None,
+    beta: Tensor | None = None,
+    moving_mean: Tensor | None = None,
+    moving_variance: Tensor | None = None,
+    *,
+    training: bool = True,
+    axis: int = -1,
+    momentum: float = 0.99,
+    epsilon: float = 1e-3,
+    unbiased: bool = False,
+    form: str = "closed_form",
+) -> Tensor:
+    """Batch Normalization of x along feature axis `axis`, statistics over every other axis.
+
+    training=True normalizes with the batch mean and biased batch variance and, when the
+    moving statistics are given, updates them in place by Eq. 5 and 6 (Keras's convention:
+    moving = moving * momentum + batch * (1 - momentum)); unbiased=True feeds them
+    m/(m-1) * variance instead (Eq. 4, PyTorch's convention). training=False normalizes with
+    the moving statistics and updates nothing. gamma, beta and the moving statistics have
+    shape (x.shape[axis],). float16 input is computed in float32 and returned as float16.
+    form picks the backward: "closed_form" (the paper's equations) or "composite" (the
+    engine differentiates Eq. 1-3); both give the same values and derivatives.
+    """
+    feature_axis = _feature_axis(axis, x.shape)
+    channels = x.shape[feature_axis]
+    axes = tuple(i for i in range(x.ndim) if i != feature_axis)
+    for name, weight in [("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean),
+                         ("moving_variance", moving_variance)]:
+        if weight is not None and weight.shape != (channels,):
+            raise ValueError(
+                f"batch_norm: {name} has shape {weight.shape}, expected ({channels},) for "
+                f"input shape {x.shape} with feature axis {axis}"
+            )
+    if form not in BATCH_NORM_FORMS:
+        raise ValueError(f"batch_norm: form {form!r} is not one of {BATCH_NORM_FORMS}")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
+    if (moving_mean is None) != (moving_variance is None):
+        raise ValueError("batch_norm: give both moving_mean and moving_variance, or neither")
+    count = math.prod(x.shape[i] for i in axes)
+    if training and count < 2:
+        raise ValueError(
+            f"batch_norm: batch statistics need more than one value per channel when "
+            f"training; input shape {x.shape} with feature axis {axis} has {count}"
+        )
+    if not training and moving_mean is None:
+        raise ValueError("batch_norm: inference (training=False) needs moving_mean and moving_variance")
+
+    # float16 has too little range for squared deviations: compute in (at least) float32.
+    compute_dtype = np.result_type(x.dtype, np.float32)
+    broadcast_shape = tuple(channels if i == feature_axis else 1 for i in range(x.ndim))
+
+    def prepared(weight: Tensor | None) -> Tensor | None:
+        return None if weight is None else weight.astype(compute_dtype).reshape(broadcast_shape)
+
+    x_compute = x.astype(compute_dtype)
+    gamma_b, beta_b = prepared(gamma), prepared(beta)
+    if training:
+        if form == "closed_form":
+            fn = BatchNormTrain(axes, epsilon, gamma is not None, beta is not None)
+            y = fn.apply(x_compute, *[w for w in (gamma_b, beta_b) if w is not None])
+            mean, variance = fn.mean, fn.variance
+        else:
+            y, mean, variance = batch_norm_composite(x_compute, gamma_b, beta_b, axes, epsilon)
+            mean, variance = mean.data, variance.data
+        if moving_mean is not None:
+            update_moving_statistics(
+                moving_mean, moving_variance, mean.reshape(channels), variance.reshape(channels),
+                count, momentum, unbiased,
+            )
+    else:
+        with no_grad():  # the moving statistics are constants of the graph
+            mean_b, variance_b = prepared(moving_mean), prepared(moving_variance)
+        # Eq. 1 with the moving statistics: in inference the layer is a fixed affine map.
+        _, x_hat = normalize(x_compute - mean_b, variance_b, epsilon)
+        y = scale_and_shift(x_hat, gamma_b, beta_b)
+    return y.astype(x.dtype)
+
+
+def update_moving_statistics(
+    moving_mean: Tensor,
+    moving_variance: Tensor,
+    mean: Any,
+    variance: Any,
+    count: int,
+    momentum: float,
+    unbiased: bool,
+) -> None:
+    """Eq. 5 and 6, in place: moving = moving * momentum + batch * (1 - momentum).
+
+    unbiased=True feeds Eq. 6 the unbiased estimate m/(m-1) * variance (Eq. 4).
+    """
+    if unbiased:
+        variance = variance * (count / (count - 1))  # Eq. 4: m/(m-1) * sigma_B^2
+    dtype = moving_mean.dtype
+    new_mean = moving_mean.data.astype(mean.dtype) * momentum + mean * (1.0 - momentum)  # Eq. 5
+    new_variance = (
+        moving_variance.data.astype(variance.dtype) * momentum + variance * (1.0 - momentum)
+    )  # Eq. 6
+    moving_mean.data[...] = new_mean.astype(dtype)
+    moving_variance.data[...] = new_variance.astype(moving_variance.dtype)
+
+
+def _feature_axis(axis: Any, shape: tuple[int, ...]) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"batch_norm: axis must be an int, got {axis!r}")
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(
+            f"batch_norm: axis {axis} is out of range for input shape {shape} ({len(shape)} axes)"
+        )
+    return int(axis) % len(shape)

@@ -1,0 +1,134 @@
+"""Dense, ReLU and Sequential: the layers around BatchNorm."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from minigrad.nn import functional as F
+from minigrad.nn.module import Module
+from minigrad.tensor import Tensor
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {"linear": None, "relu": F.relu}
+
+
+class Dense(Module):
+    """y = activation(x @ kernel + bias), kernel of shape (in_features, units), as keras.layers.Dense.
+
+    in_features is taken from the last axis of the first input. The paper drops the bias of a
+    layer followed by BatchNorm (beta takes its role): use_bias=False does that.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | Callable[[Tensor], Tensor] | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        if isinstance(activation, str) and activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Dense: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}, "
+                "None, or a callable"
+            )
+        self.units = units
+        self.activation = ACTIVATIONS[activation] if isinstance(activation, str) else activation
+        self.use_bias = use_bias
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
+        self.kernel: Tensor | None = None
+        self.bias: Tensor | None = None
+        self.in_features: int | None = None
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise ValueError(f"Dense: cannot build for input shape {input_shape}; the last axis must be known")
+        self.in_features = int(input_shape[-1])
+        self.add_weight("kernel", (self.in_features, self.units), self.kernel_initializer,
+                        regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer,
+                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x: Tensor, training: bool | None = None) -> Tensor:
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Dense(units={self.units}) was built for inputs with {self.in_features} "
+                f"features on the last axis, but got input shape {x.shape}"
+            )
+        y = F.dense(x, self.kernel, self.bias)
+        return y if self.activation is None else self.activation(y)
+
+    def extra_repr(self) -> str:
+        return f"units={self.units}, in_features={self.in_features}, use_bias={self.use_bias}"
+
+
+class ReLU(Module):
+    """max(x, 0), elementwise. No weights."""
+
+    def forward(self, x: Tensor, training: bool | None = None) -> Tensor:
+        return F.relu(x)
+
+
+class Sequential(Module):
+    """Layers applied one after another: Sequential(Dense(64), BatchNorm(), ReLU(), Dense(10)).
+
+    A `training` argument given to the call is passed to every layer; left as None, each
+    layer follows its own mode (which train() and eval() set for all of them).
+    """
+
+    def __init__(self, *layers: Module, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])  # Sequential([a, b]) as in Keras
+        self.layers: list[Module] = []
+        for layer in layers:
+            self.add(layer)
+
+    def add(self, layer: Module) -> None:
+        """Append a layer."""
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential: expected a Module, got {type(layer).__name__} {layer!r:.60}")
+        setattr(self, str(len(self.layers)), layer)  # named "0", "1", ... in the state
+        self.layers.append(layer)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def forward(self, x: Tensor, training: bool | None = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, training=training)
+        return x
+
+    def __getitem__(self, index: int) -> Module:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)

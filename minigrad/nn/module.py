@@ -1,0 +1,260 @@
+"""Module: the base of every layer and model. Weights, modes, sub-modules and saved state.
+
+A layer creates its weights in build(input_shape), which runs on its first call (as in Keras),
+so BatchNorm() and Dense(10) need no input size. Weights come in two kinds, both created by
+add_weight() and both part of the saved state:
+
+- trainable weights (Parameter: kernel, bias, gamma, beta), which parameters() hands to an
+  optimizer and which carry their regularizer and constraint;
+- non-trainable state (plain tensors: moving_mean, moving_variance), which only the layer
+  itself updates.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.autograd import no_grad
+from minigrad.nn import constraints, initializers, regularizers, state
+from minigrad.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A trainable weight: a leaf tensor that requires grad, with its regularizer and constraint."""
+
+    __slots__ = ("regularizer", "constraint")
+
+    def __init__(self, data: Any, regularizer: Any = None, constraint: Any = None) -> None:
+        super().__init__(data, requires_grad=True)
+        self.regularizer = regularizer
+        self.constraint = constraint
+
+
+class Module:
+    """Base class of layers and models: call it as module(x, training=None).
+
+    training=None means the module's own mode, set by train() and eval() (default: training);
+    True or False overrides it for this call and, in a container, for everything inside.
+    Subclasses define forward(x, training) and, if they have weights, build(input_shape).
+    """
+
+    def __init__(self, *, dtype: Any = "float32", trainable: bool = True) -> None:
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: dtype must be a float type, got {dtype}")
+        object.__setattr__(self, "_modules", {})
+        self._weight_names: list[str] = []  # in creation order: the order of parameters()
+        self.dtype = dtype
+        self.training = True
+        self._trainable = trainable
+        self.built = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    # ---- calling ------------------------------------------------------------------------------
+
+    def __call__(self, x: Any, training: bool | None = None) -> Tensor:
+        if not isinstance(x, Tensor):
+            x = Tensor(x)
+        if not self.built:
+            with backend.use_backend(x.backend):  # weights go where the data is
+                self.build(x.shape)
+        return self.forward(x, training)
+
+    def forward(self, x: Tensor, training: bool | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        """Create the weights for inputs of `input_shape` (None allowed for the batch axis)."""
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        """The shape of the output for an input of `input_shape` (the same, unless overridden)."""
+        return tuple(input_shape)
+
+    def add_weight(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        initializer: Any,
+        trainable: bool = True,
+        regularizer: Any = None,
+        constraint: Any = None,
+        dtype: Any = None,
+    ) -> Tensor:
+        """Create a weight on the current backend, store it as attribute `name`, and return it.
+
+        dtype defaults to the module's; the weight is trainable unless trainable=False.
+        """
+        if name in self._weight_names:
+            raise RuntimeError(f"{type(self).__name__}: weight {name!r} exists already (built twice?)")
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        values = np.asarray(initializers.get(initializer)(tuple(shape), dtype), dtype)
+        if values.shape != tuple(shape):
+            raise ValueError(
+                f"{type(self).__name__}: initializer of {name!r} returned shape {values.shape}, "
+                f"expected {tuple(shape)}"
+            )
+        if trainable:
+            weight: Tensor = Parameter(
+                values, regularizers.get(regularizer), constraints.get(constraint)
+            )
+            weight.requires_grad = self._trainable
+        else:
+            weight = Tensor(values)
+        setattr(self, name, weight)
+        self._weight_names.append(name)
+        return weight
+
+    # ---- modes --------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (mode=True) or inference mode here and in every sub-module."""
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Set inference mode here and in every sub-module: BatchNorm uses its moving statistics."""
+        return self.train(False)
+
+    @property
+    def trainable(self) -> bool:
+        """False freezes the module and everything in it, as in Keras: no parameters(), no grad,
+        and BatchNorm runs in inference mode even when called with training=True."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        for module in self.modules():
+            module._trainable = bool(value)
+            for _, weight in module._own_weights():
+                if isinstance(weight, Parameter):
+                    weight.requires_grad = bool(value)
+
+    # ---- walking the tree ---------------------------------------------------------------------
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every module inside it, depth first."""
+        yield self
+        for child in self._modules.values():
+            yield from child.modules()
+
+    def _own_weights(self) -> Iterator[tuple[str, Tensor]]:
+        for name in self._weight_names:
+            yield name, getattr(self, name)
+
+    def named_weights(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """Every weight, trainable or not, with its dotted name ("0.kernel")."""
+        for name, weight in self._own_weights():
+            yield prefix + name, weight
+        for child_name, child in self._modules.items():
+            yield from child.named_weights(f"{prefix}{child_name}.")
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """The trainable weights with their dotted names, skipping frozen modules."""
+        if not self._trainable:
+            return
+        for name, weight in self._own_weights():
+            if isinstance(weight, Parameter):
+                yield prefix + name, weight
+        for child_name, child in self._modules.items():
+            yield from child.named_parameters(f"{prefix}{child_name}.")
+
+    def parameters(self) -> list[Tensor]:
+        """The trainable weights, in a stable order: what an optimizer updates."""
+        return [weight for _, weight in self.named_parameters()]
+
+    def regularization_loss(self) -> Tensor:
+        """The sum of every trainable weight's regularizer penalty (0 when there are none).
+
+        Add it to the loss before backward(); it is in the graph, so its gradient reaches
+        the weights.
+        """
+        total: Tensor | None = None
+        for weight in self.parameters():
+            if weight.regularizer is not None:
+                penalty = weight.regularizer(weight)
+                total = penalty if total is None else total + penalty
+        if total is None:
+            return Tensor._make(backend.module(backend.get_backend()).zeros((), self.dtype))
+        return total
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every weight and every piece of non-trainable state, as NumPy copies by dotted name."""
+        return {name: weight.numpy() for name, weight in self.named_weights()}
+
+    def load_state_dict(self, values: Mapping[str, Any], source: str = "state_dict") -> None:
+        """Copy `values` into the weights, in place (an optimizer keeps working).
+
+        Every key must match a weight, with its shape; anything missing, extra or mis-shaped
+        is an error (KeyError or ValueError naming the key and `source`), checked before any
+        weight is written, so a failed load leaves the module as it was.
+        """
+        weights = dict(self.named_weights())
+        if not weights and values:
+            raise ValueError(
+                f"load from {source}: {type(self).__name__} has no weights yet because it is "
+                "not built; call it on a batch or call build(input_shape) first"
+            )
+        missing = [name for name in weights if name not in values]
+        if missing:
+            raise KeyError(f"load from {source}: missing weight(s) {missing}")
+        unexpected = [name for name in values if name not in weights]
+        if unexpected:
+            raise KeyError(f"load from {source}: unexpected weight(s) {unexpected}")
+        converted = {}
+        for name, weight in weights.items():
+            value = np.asarray(values[name].numpy() if isinstance(values[name], Tensor) else values[name])
+            if value.shape != weight.shape:
+                raise ValueError(
+                    f"load from {source}: weight {name!r} has shape {value.shape}, "
+                    f"expected {weight.shape}"
+                )
+            if not np.can_cast(value.dtype, weight.dtype, "same_kind"):
+                raise ValueError(
+                    f"load from {source}: weight {name!r} has dtype {value.dtype}, "
+                    f"which does not convert to {weight.dtype}"
+                )
+            converted[name] = value.astype(weight.dtype)
+        for name, weight in weights.items():
+            weight.data[...] = backend.to_backend(converted[name], weight.backend)
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Save state_dict() to `path` as .npz, atomically (see minigrad.nn.state)."""
+        state.save_npz(path, self.state_dict())
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load weights saved by save_weights; a bad file leaves the module untouched."""
+        self.load_state_dict(state.load_npz(path), source=repr(os.fspath(path)))
+
+    def to(self, name: str) -> Module:
+        """Move every weight (and its gradient) to backend `name`, in place; returns self."""
+        backend.module(name)  # a clear error for an unknown or unavailable backend
+        with no_grad():
+            for _, weight in self.named_weights():
+                weight.data = backend.to_backend(weight.data, name)
+                if weight.grad is not None:
+                    weight.grad = Tensor._make(backend.to_backend(weight.grad.data, name))
+        return self
+
+    # ---- printing -----------------------------------------------------------------------------
+
+    def extra_repr(self) -> str:
+        """The arguments shown between the parentheses of repr()."""
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"

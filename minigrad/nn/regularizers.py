@@ -1,0 +1,77 @@
+"""Weight penalties, by their Keras names or as callables, added to the loss by training.
+
+A regularizer maps a weight tensor to a scalar tensor in the graph; `model.regularization_loss()`
+sums them over the model's trainable weights, and the training loop adds that to the loss, so
+the penalty's gradient reaches the weights through backward().
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from minigrad.tensor import Tensor
+
+Regularizer = Callable[[Tensor], Tensor]
+
+
+def _factor(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"regularizer factor {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class L1L2:
+    """l1 * sum(|w|) + l2 * sum(w^2)."""
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
+        self.l1 = _factor(l1, "l1")
+        self.l2 = _factor(l2, "l2")
+
+    def __call__(self, weight: Tensor) -> Tensor:
+        penalty = (weight * 0.0).sum()  # a zero on the weight's backend and dtype
+        if self.l1:
+            penalty = penalty + self.l1 * abs(weight).sum()
+        if self.l2:
+            penalty = penalty + self.l2 * (weight * weight).sum()
+        return penalty
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(l1={self.l1:g}, l2={self.l2:g})"
+
+
+class L1(L1L2):
+    """l1 * sum(|w|); Keras's default factor is 0.01."""
+
+    def __init__(self, l1: float = 0.01) -> None:
+        super().__init__(l1=l1)
+
+
+class L2(L1L2):
+    """l2 * sum(w^2); Keras's default factor is 0.01."""
+
+    def __init__(self, l2: float = 0.01) -> None:
+        super().__init__(l2=l2)
+
+
+BY_NAME: dict[str, type] = {"l1": L1, "l2": L2, "l1_l2": L1L2}
+
+
+def get(identifier: str | Regularizer | None) -> Regularizer | None:
+    """A regularizer from None, a Keras name ("l1", "l2", "l1_l2") or a callable(weight)."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, str):
+        if identifier not in BY_NAME:
+            raise ValueError(
+                f"unknown regularizer {identifier!r}; expected one of {sorted(BY_NAME)}, "
+                "None, or a callable(weight) -> scalar tensor"
+            )
+        return BY_NAME[identifier]()
+    if callable(identifier):
+        return identifier
+    raise TypeError(
+        f"a regularizer must be None, a name or a callable(weight), got {identifier!r}"
+    )
