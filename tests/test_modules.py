@@ -217,3 +217,13 @@ def test_bad_initializers_are_named():
         mg.nn.Dense(2, kernel_initializer="uniform").build((1, 2))
     with pytest.raises(ValueError, match="initializer of 'kernel' returned shape \\(2,\\), expected \\(2, 2\\)"):
         mg.nn.Dense(2, kernel_initializer=lambda shape, dtype: np.zeros(2)).build((1, 2))
+
+
+def test_batch_norm_without_scale_or_center_has_no_gamma_or_beta():
+    layer = mg.nn.BatchNorm(center=False, scale=False)
+    layer.build((4, 3))
+    assert layer.gamma is None and layer.beta is None and layer.parameters() == []
+    assert list(layer.state_dict()) == ["moving_mean", "moving_variance", "num_batches_tracked"]
+    only_scale = mg.nn.BatchNorm(center=False)
+    only_scale.build((4, 3))
+    assert [n for n, _ in only_scale.named_parameters()] == ["gamma"] and only_scale.beta is None
