@@ -213,6 +213,8 @@ def test_initializers_reproduce_under_manual_seed_and_accept_callables():
 
 
 def test_bad_initializers_are_named():
+    with pytest.raises(TypeError, match="an initializer must be a name or a callable\\(shape, dtype\\), got None"):
+        initializers.get(None)
     with pytest.raises(ValueError, match="unknown initializer 'uniform'"):
         mg.nn.Dense(2, kernel_initializer="uniform").build((1, 2))
     with pytest.raises(ValueError, match="initializer of 'kernel' returned shape \\(2,\\), expected \\(2, 2\\)"):

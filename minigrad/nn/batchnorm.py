@@ -127,14 +127,14 @@ class BatchNorm(Module):
         training = self.training if training is None else bool(training)
         training = training and self.trainable  # a frozen layer always runs in inference mode
         momentum = self.momentum
-        if training and momentum is None:
+        if momentum is None:
             # Exact running average: after n batches, moving = (1/n) sum of the batch values,
             # which is Eq. 5 with momentum (n-1)/n.
             seen = int(self.num_batches_tracked.item()) + 1
             momentum = (seen - 1) / seen
         y = F.batch_norm(
             x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-            training=training, axis=self.axis, momentum=momentum if training else 0.0,
+            training=training, axis=self.axis, momentum=momentum,
             epsilon=self.epsilon, unbiased=self.unbiased,
         )
         if training:

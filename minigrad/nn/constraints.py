@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from minigrad import backend
+from minigrad.nn import identifiers
 from minigrad.tensor import Tensor
 
 Constraint = Callable[[Tensor], Any]
@@ -77,15 +78,4 @@ BY_NAME: dict[str, type] = {
 
 def get(identifier: str | Constraint | None) -> Constraint | None:
     """A constraint from None, a Keras name ("non_neg", "max_norm", ...) or a callable(weight)."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        if identifier not in BY_NAME:
-            raise ValueError(
-                f"unknown constraint {identifier!r}; expected one of {sorted(BY_NAME)}, "
-                "None, or a callable(weight) -> weight"
-            )
-        return BY_NAME[identifier]()
-    if callable(identifier):
-        return identifier
-    raise TypeError(f"a constraint must be None, a name or a callable(weight), got {identifier!r}")
+    return identifiers.resolve(identifier, BY_NAME, "constraint", "callable(weight) -> weight")

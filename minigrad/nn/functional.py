@@ -163,13 +163,13 @@ def update_moving_statistics(
     """
     if unbiased:
         variance = variance * (count / (count - 1))  # Eq. 4: m/(m-1) * sigma_B^2
-    dtype = moving_mean.dtype
+    # Computed in the batch statistics' dtype, then stored in the moving statistics' own.
     new_mean = moving_mean.data.astype(mean.dtype) * momentum + mean * (1.0 - momentum)  # Eq. 5
     new_variance = (
         moving_variance.data.astype(variance.dtype) * momentum + variance * (1.0 - momentum)
     )  # Eq. 6
-    moving_mean.data[...] = new_mean.astype(dtype)
-    moving_variance.data[...] = new_variance.astype(moving_variance.dtype)
+    moving_mean.data[...] = new_mean
+    moving_variance.data[...] = new_variance
 
 
 def _feature_axis(axis: Any, shape: tuple[int, ...]) -> int:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minigrad import random
+from minigrad.nn import identifiers
 
 Initializer = Callable[[tuple[int, ...], Any], Any]
 
@@ -154,15 +155,6 @@ BY_NAME: dict[str, type] = {
 
 def get(identifier: str | Initializer) -> Initializer:
     """An initializer from a Keras name ("glorot_uniform", ...) or a callable(shape, dtype)."""
-    if isinstance(identifier, str):
-        if identifier not in BY_NAME:
-            raise ValueError(
-                f"unknown initializer {identifier!r}; expected one of {sorted(BY_NAME)} "
-                "or a callable(shape, dtype)"
-            )
-        return BY_NAME[identifier]()
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"an initializer must be a name or a callable(shape, dtype), got {identifier!r}"
+    return identifiers.resolve(
+        identifier, BY_NAME, "initializer", "callable(shape, dtype)", allow_none=False
     )

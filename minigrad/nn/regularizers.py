@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from minigrad.nn import identifiers
 from minigrad.tensor import Tensor
 
 Regularizer = Callable[[Tensor], Tensor]
@@ -61,17 +62,4 @@ BY_NAME: dict[str, type] = {"l1": L1, "l2": L2, "l1_l2": L1L2}
 
 def get(identifier: str | Regularizer | None) -> Regularizer | None:
     """A regularizer from None, a Keras name ("l1", "l2", "l1_l2") or a callable(weight)."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        if identifier not in BY_NAME:
-            raise ValueError(
-                f"unknown regularizer {identifier!r}; expected one of {sorted(BY_NAME)}, "
-                "None, or a callable(weight) -> scalar tensor"
-            )
-        return BY_NAME[identifier]()
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"a regularizer must be None, a name or a callable(weight), got {identifier!r}"
-    )
+    return identifiers.resolve(identifier, BY_NAME, "regularizer", "callable(weight) -> scalar tensor")
