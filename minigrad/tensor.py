@@ -302,6 +302,9 @@ class Tensor:
     def relu(self) -> Tensor:
         return ops.relu(self)
 
+    def sigmoid(self) -> Tensor:
+        return ops.sigmoid(self)
+
     def reshape(self, *shape: Any) -> Tensor:
         """The same values in a new shape; one dimension may be -1."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):

@@ -78,8 +78,9 @@ def test_dense_gradcheck_and_gradgradcheck(backend, shape, use_bias):
         assert report.passed and report.max_abs_error < 1e-6, str(report)
 
 
-def test_relu_layer_gradcheck_and_gradgradcheck(backend):
-    fn = through_layer(mg.nn.ReLU(), [])
+@pytest.mark.parametrize("layer", [mg.nn.ReLU, mg.nn.Sigmoid])
+def test_activation_layer_gradcheck_and_gradgradcheck(backend, layer):
+    fn = through_layer(layer(), [])
     for check in (mg.gradcheck, mg.gradgradcheck):
         report = check(lambda x: fn(x) ** 2, [normal((3, 4), away_from_zero=True)])
         assert report.passed and report.max_abs_error < 1e-6, str(report)

@@ -65,6 +65,7 @@ CASES = [
     ("sqrt", lambda a: a.sqrt(), [normal((2, 3), positive=True)]),
     ("relu", lambda a: a.relu(), [normal((2, 3), away_from_zero=True)]),
     ("abs", lambda a: abs(a) * a, [normal((2, 3), away_from_zero=True)]),
+    ("sigmoid", lambda a: a.sigmoid(), [normal((2, 3)) * 3.0]),
     ("relu then square", lambda a: a.relu() ** 2, [normal((2, 3), away_from_zero=True)]),
     # shapes
     ("reshape", lambda a: a.reshape(3, -1) * a.reshape(3, 4), [normal((2, 6))]),
@@ -140,6 +141,15 @@ def test_abs_gradient_is_the_sign_and_zero_at_zero(backend):
     x = mg.Tensor(np.array([-1.5, 0.0, 2.0]), requires_grad=True)
     x.abs().sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 0.0, 1.0])
+
+
+def test_sigmoid_is_stable_for_large_inputs(backend):
+    x = mg.Tensor(np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0]))
+    y = x.sigmoid().numpy()
+    from scipy.special import expit  # an independent, overflow-safe reference
+
+    np.testing.assert_allclose(y, expit([-1000.0, -30.0, 0.0, 30.0, 1000.0]), rtol=1e-12)
+    assert np.isfinite(y).all()
 
 
 def test_a_gradient_has_the_dtype_of_its_tensor(backend):

@@ -8,10 +8,10 @@
 
 from minigrad.nn import constraints, functional, initializers, regularizers
 from minigrad.nn.batchnorm import BatchNorm
-from minigrad.nn.layers import Dense, ReLU, Sequential
+from minigrad.nn.layers import Dense, ReLU, Sequential, Sigmoid
 from minigrad.nn.module import Module, Parameter
 
 __all__ = [
-    "Module", "Parameter", "Dense", "ReLU", "BatchNorm", "Sequential",
+    "Module", "Parameter", "Dense", "ReLU", "Sigmoid", "BatchNorm", "Sequential",
     "functional", "initializers", "regularizers", "constraints",
 ]

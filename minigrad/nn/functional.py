@@ -1,4 +1,5 @@
-"""The layers as functions: relu, dense, batch_norm, and the losses softmax_cross_entropy and mse.
+"""The layers as functions: relu, sigmoid, dense, batch_norm, and the losses
+softmax_cross_entropy and mse.
 
 The modules in minigrad.nn hold weights and call these; these hold the arithmetic.
 """
@@ -21,6 +22,11 @@ BATCH_NORM_FORMS = ("closed_form", "composite")
 def relu(x: Tensor) -> Tensor:
     """max(x, 0), elementwise."""
     return ops.relu(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + e^-x), elementwise."""
+    return ops.sigmoid(x)
 
 
 def dense(x: Tensor, kernel: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -1,4 +1,4 @@
-"""Dense, ReLU and Sequential: the layers around BatchNorm."""
+"""Dense, ReLU, Sigmoid and Sequential: the layers around BatchNorm."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from minigrad.nn import functional as F
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {"linear": None, "relu": F.relu}
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {
+    "linear": None, "relu": F.relu, "sigmoid": F.sigmoid,
+}
 
 
 class Dense(Module):
@@ -81,6 +83,13 @@ class ReLU(Module):
 
     def forward(self, x: Tensor, training: bool | None = None) -> Tensor:
         return F.relu(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + e^-x), elementwise: the paper's MNIST nonlinearity. No weights."""
+
+    def forward(self, x: Tensor, training: bool | None = None) -> Tensor:
+        return F.sigmoid(x)
 
 
 class Sequential(Module):

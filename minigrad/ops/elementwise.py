@@ -1,4 +1,4 @@
-"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, and a dtype cast."""
+"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, sigmoid, and a dtype cast."""
 
 from __future__ import annotations
 
@@ -60,6 +60,21 @@ class ReLU(Function):
         return (grad * Tensor._make((x > 0).astype(x.dtype)),)
 
 
+class Sigmoid(Function):
+    keeps_output = True  # d sigmoid(x)/dx = y (1 - y): reuse the result y
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        # 1 / (1 + e^-x) overflows e^-x for very negative x; this form never exponentiates a
+        # positive number: e^-|x| is in (0, 1].
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+    def backward(self, grad):
+        y = self.output()
+        return (grad * y * (1.0 - y),)
+
+
 class AsType(Function):
     def __init__(self, dtype: Any) -> None:
         self.dtype = np.dtype(dtype)
@@ -94,6 +109,11 @@ def abs(x: Tensor) -> Tensor:
 def relu(x: Tensor) -> Tensor:
     """max(x, 0), elementwise; its gradient at 0 is 0."""
     return ReLU().apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + e^-x), elementwise, without overflow for large |x|."""
+    return Sigmoid().apply(x)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
