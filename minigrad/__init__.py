@@ -12,12 +12,12 @@ from minigrad.gradcheck import GradcheckError, GradcheckReport, gradcheck, gradg
 from minigrad.ops import abs, broadcast_to, exp, log, matmul, relu, reshape, sigmoid, sqrt, transpose
 from minigrad.random import manual_seed, rand, randn
 from minigrad.tensor import Tensor, ones, zeros
-from minigrad import nn, optim  # noqa: E402  (they build on everything above)
+from minigrad import data, nn, optim  # noqa: E402  (they build on everything above)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "nn", "optim",
+    "nn", "optim", "data",
     "Tensor", "zeros", "ones", "rand", "randn", "manual_seed",
     "no_grad", "enable_grad", "is_grad_enabled", "grad",
     "set_backend", "get_backend", "use_backend",
