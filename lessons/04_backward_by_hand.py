@@ -1,0 +1,118 @@
+# %% [markdown]
+# # Lesson 4: the paper's backward pass, written out
+#
+# Autograd differentiates Eq. 1-3 for free. The paper (Ioffe and Szegedy, Section 3) writes
+# the same derivatives by hand, l the loss and dl/dy given:
+#
+#     dl/dx_hat_i = dl/dy_i * gamma
+#     dl/dvar     = sum_i dl/dx_hat_i (x_i - mu) (-1/2) (var + eps)^(-3/2)
+#     dl/dmu      = sum_i dl/dx_hat_i (-1/sqrt(var + eps)) + dl/dvar * sum_i -2 (x_i - mu) / m
+#     dl/dx_i     = dl/dx_hat_i / sqrt(var + eps) + dl/dvar 2 (x_i - mu)/m + dl/dmu / m
+#     dl/dgamma   = sum_i dl/dy_i x_hat_i
+#     dl/dbeta    = sum_i dl/dy_i
+#
+# We compute each line in NumPy, compare every intermediate with what autograd finds on the
+# composite graph, compare the result with minigrad's closed-form layer and with finite
+# differences, and then look at second derivatives, where a common shortcut goes wrong.
+#
+# Run: python lessons/04_backward_by_hand.py   (a few seconds)
+
+# %%
+import argparse
+import os
+
+import numpy as np
+
+import minigrad as mg
+from minigrad.nn import functional as F
+from minigrad.ops.batch_norm import batch_moments, normalize, scale_and_shift
+
+parser = argparse.ArgumentParser(description="Lesson 4: the paper's backward pass")
+parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
+QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+EPSILON = 1e-3
+
+# %% [markdown]
+# ## A batch, weights, and an upstream gradient dl/dy
+
+# %%
+x_train, _, _, _ = mg.data.load_digits(seed=0)
+x = x_train[:16, 20:24].astype(np.float64)  # 16 digits, 4 pixels
+m = len(x)
+rng = np.random.default_rng(0)
+gamma, beta = 1.0 + 0.5 * rng.normal(size=4), rng.normal(size=4)
+dl_dy = rng.normal(size=x.shape)
+
+# %% [markdown]
+# ## The six equations, in NumPy
+
+# %%
+mu, var = x.mean(0), x.var(0)
+x_hat = (x - mu) / np.sqrt(var + EPSILON)
+dl_dx_hat = dl_dy * gamma
+dl_dvar = (dl_dx_hat * (x - mu) * -0.5 * (var + EPSILON) ** -1.5).sum(0)
+dl_dmu = (dl_dx_hat * -1 / np.sqrt(var + EPSILON)).sum(0) + dl_dvar * (-2 * (x - mu)).sum(0) / m
+dl_dx = dl_dx_hat / np.sqrt(var + EPSILON) + dl_dvar * 2 * (x - mu) / m + dl_dmu / m
+dl_dgamma = (dl_dy * x_hat).sum(0)
+dl_dbeta = dl_dy.sum(0)
+
+# %% [markdown]
+# ## Autograd on the composite graph finds every intermediate
+# mg.grad returns the gradient of any tensor of the graph, not only of leaves: ask it for
+# x_hat, var and mu themselves.
+
+# %%
+x_t, gamma_t, beta_t = (mg.Tensor(a, requires_grad=True) for a in (x, gamma, beta))
+mean_t, centred_t, variance_t = batch_moments(x_t, (0,))
+_, x_hat_t = normalize(centred_t, variance_t, EPSILON)
+y_t = scale_and_shift(x_hat_t, gamma_t, beta_t)
+found = mg.grad(y_t, [x_hat_t, variance_t, mean_t, x_t, gamma_t, beta_t], mg.Tensor(dl_dy))
+# dl/dmu here is the total derivative through mu, including its path through var; the paper's
+# dl/dmu is the same quantity (its second term is that path).
+names = ["dl/dx_hat", "dl/dvar", "dl/dmu", "dl/dx", "dl/dgamma", "dl/dbeta"]
+by_hand = [dl_dx_hat, dl_dvar, dl_dmu, dl_dx, dl_dgamma, dl_dbeta]
+for name, ours, theirs in zip(names, by_hand, found):
+    difference = np.abs(ours - theirs.numpy().reshape(ours.shape)).max()
+    print(f"{name:10s} by hand vs autograd: max |difference| {difference:.1e}")
+    assert difference < 1e-10
+
+# %% [markdown]
+# ## minigrad's layer uses these equations (BatchNormTrain in minigrad/ops/batch_norm.py)
+# Its gradients must equal the hand-computed ones, and finite differences.
+
+# %%
+closed = mg.grad(F.batch_norm(x_t, gamma_t, beta_t, epsilon=EPSILON), [x_t, gamma_t, beta_t], mg.Tensor(dl_dy))
+for name, ours, theirs in zip(["dl/dx", "dl/dgamma", "dl/dbeta"], [dl_dx, dl_dgamma, dl_dbeta], closed):
+    np.testing.assert_allclose(theirs.numpy(), ours, rtol=1e-10, atol=1e-12)
+print("the closed-form layer's dl/dx, dl/dgamma, dl/dbeta equal the hand computation")
+report = mg.gradcheck(lambda a, g, b: F.batch_norm(a, g, b, epsilon=EPSILON), [x, gamma, beta],
+                      names=["x", "gamma", "beta"], title="closed form vs finite differences")
+print(report)
+assert report.passed
+
+# %% [markdown]
+# ## Second derivatives, and the shortcut that breaks them
+# A closed form can save 1/sqrt(var + eps) and x_hat from the forward pass and reuse them as
+# numbers. First derivatives stay right. But when we differentiate the backward pass itself
+# (create_graph=True: a gradient penalty, a Hessian-vector product), those numbers are
+# functions of x, and treating them as constants drops terms. minigrad recomputes them in the
+# graph when create_graph=True. gradgradcheck shows both.
+
+# %%
+import minigrad.ops.batch_norm as batch_norm_ops  # noqa: E402
+
+fn = lambda a, g, b: F.batch_norm(a, g, b, epsilon=EPSILON)  # noqa: E731
+right = mg.gradgradcheck(fn, [x[:6], gamma, beta], names=["x", "gamma", "beta"])
+print("minigrad's closed form,", right)
+assert right.passed
+
+recompute = batch_norm_ops.is_grad_enabled
+batch_norm_ops.is_grad_enabled = lambda: False  # pretend: always reuse the saved numbers
+try:
+    first = mg.gradcheck(fn, [x[:6], gamma, beta], raise_on_failure=False)
+    wrong = mg.gradgradcheck(fn, [x[:6], gamma, beta], names=["x", "gamma", "beta"], raise_on_failure=False)
+finally:
+    batch_norm_ops.is_grad_enabled = recompute
+print(f"with the saved constants: first derivatives pass={first.passed}, second derivatives "
+      f"pass={wrong.passed} (largest error {wrong.max_abs_error:.2e})")
+assert first.passed and not wrong.passed
