@@ -214,7 +214,9 @@ class Module:
             raise KeyError(f"load from {source}: unexpected weight(s) {unexpected}")
         converted = {}
         for name, weight in weights.items():
-            value = np.asarray(values[name].numpy() if isinstance(values[name], Tensor) else values[name])
+            value = values[name]
+            value = value.numpy() if isinstance(value, Tensor) else value
+            value = backend.to_numpy(value) if backend.is_array(value) else np.asarray(value)
             if value.shape != weight.shape:
                 raise ValueError(
                     f"load from {source}: weight {name!r} has shape {value.shape}, "
