@@ -134,6 +134,14 @@ def test_regularization_loss_sums_the_keras_penalties(backend):
     assert mg.nn.Dense(2).regularization_loss().item() == 0.0
 
 
+def test_regularization_loss_lives_where_the_model_lives(backend):
+    model = mg.nn.Sequential(mg.nn.Dense(2))
+    with mg.use_backend("numpy"):
+        model.build((1, 3))
+    model.to(backend)
+    assert model.regularization_loss().backend == backend  # no regularizers: a zero, on `backend`
+
+
 def test_regularizers_match_keras():
     import keras
 

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from minigrad import backend
-from minigrad.autograd import no_grad
 from minigrad.nn import constraints, initializers, regularizers, state
 from minigrad.tensor import Tensor
 
@@ -184,7 +183,10 @@ class Module:
                 penalty = weight.regularizer(weight)
                 total = penalty if total is None else total + penalty
         if total is None:
-            return Tensor._make(backend.module(backend.get_backend()).zeros((), self.dtype))
+            # A zero where the weights live, so that loss + regularization_loss() works on CuPy.
+            weights = [weight for _, weight in self.named_weights()]
+            where = weights[0].backend if weights else backend.get_backend()
+            return Tensor._make(backend.module(where).zeros((), self.dtype))
         return total
 
     # ---- state --------------------------------------------------------------------------------
@@ -215,7 +217,7 @@ class Module:
         converted = {}
         for name, weight in weights.items():
             value = values[name]
-            value = value.numpy() if isinstance(value, Tensor) else value
+            value = value.data if isinstance(value, Tensor) else value
             value = backend.to_numpy(value) if backend.is_array(value) else np.asarray(value)
             if value.shape != weight.shape:
                 raise ValueError(
@@ -242,11 +244,10 @@ class Module:
     def to(self, name: str) -> Module:
         """Move every weight (and its gradient) to backend `name`, in place; returns self."""
         backend.module(name)  # a clear error for an unknown or unavailable backend
-        with no_grad():
-            for _, weight in self.named_weights():
-                weight.data = backend.to_backend(weight.data, name)
-                if weight.grad is not None:
-                    weight.grad = Tensor._make(backend.to_backend(weight.grad.data, name))
+        for _, weight in self.named_weights():
+            weight.data = backend.to_backend(weight.data, name)
+            if weight.grad is not None:
+                weight.grad = Tensor._make(backend.to_backend(weight.grad.data, name))
         return self
 
     # ---- printing -----------------------------------------------------------------------------
