@@ -77,7 +77,6 @@ class BatchNormTrain(Function):
         gamma, beta = self._gamma_beta(affine)
         self.mean, self.centred, self.variance = batch_moments(x, self.axes)
         self.inv_std, self.x_hat = normalize(self.centred, self.variance, self.epsilon)
-        self.count = math.prod(x.shape[i] for i in self.axes)  # m
         return scale_and_shift(self.x_hat, gamma, beta)
 
     def backward(self, grad):
@@ -89,26 +88,35 @@ class BatchNormTrain(Function):
             # constants give right first derivatives but wrong second ones.
             _, centred, variance = batch_moments(x, self.axes)
             inv_std, x_hat = normalize(centred, variance, self.epsilon)
-        else:
-            centred, inv_std, x_hat = (
-                Tensor._make(saved) for saved in (self.centred, self.inv_std, self.x_hat)
-            )
-        m = self.count
+            return closed_form_backward(grad, gamma, centred, inv_std, x_hat, self.axes,
+                                        self.has_gamma, self.has_beta)
+        # First order only: the same equations on the saved arrays, with no graph to record.
+        grads = closed_form_backward(grad.data, None if gamma is None else gamma.data, self.centred,
+                                     self.inv_std, self.x_hat, self.axes, self.has_gamma, self.has_beta)
+        return tuple(Tensor._make(g) for g in grads)
 
-        def total(t: Tensor) -> Tensor:  # sum_i over the mini-batch of one feature
-            return t.sum(axis=self.axes, keepdims=True)
 
-        # The paper's backward pass (Section 3), l the loss and grad = dl/dy:
-        d_x_hat = grad if gamma is None else grad * gamma  # dl/dx_hat = dl/dy * gamma
-        # dl/dvar = sum_i dl/dx_hat_i * (x_i - mu) * (-1/2) * (var + eps)^(-3/2)
-        d_variance = total(d_x_hat * centred) * -0.5 * inv_std**3
-        # dl/dmu = sum_i dl/dx_hat_i * (-1/sqrt(var + eps)) + dl/dvar * sum_i -2 (x_i - mu) / m
-        d_mean = total(d_x_hat * -inv_std) + d_variance * total(centred * -2.0) / m
-        # dl/dx_i = dl/dx_hat_i / sqrt(var + eps) + dl/dvar * 2 (x_i - mu) / m + dl/dmu / m
-        d_x = d_x_hat * inv_std + d_variance * centred * (2.0 / m) + d_mean / m
-        grads = [d_x]
-        if self.has_gamma:
-            grads.append(total(grad * x_hat))  # dl/dgamma = sum_i dl/dy_i * x_hat_i
-        if self.has_beta:
-            grads.append(total(grad))  # dl/dbeta = sum_i dl/dy_i
-        return tuple(grads)
+def closed_form_backward(grad: Any, gamma: Any, centred: Any, inv_std: Any, x_hat: Any,
+                         axes: tuple[int, ...], has_gamma: bool, has_beta: bool) -> tuple[Any, ...]:
+    """The paper's backward pass (Section 3), on arrays or Tensors; grad is dl/dy.
+
+    Returns (dl/dx, [dl/dgamma], [dl/dbeta]), the last two in broadcast shape when present.
+    """
+    m = math.prod(centred.shape[i] for i in axes)
+
+    def total(t: Any) -> Any:  # sum_i over the mini-batch of one feature
+        return t.sum(axis=axes, keepdims=True)
+
+    d_x_hat = grad if gamma is None else grad * gamma  # dl/dx_hat = dl/dy * gamma
+    # dl/dvar = sum_i dl/dx_hat_i * (x_i - mu) * (-1/2) * (var + eps)^(-3/2)
+    d_variance = total(d_x_hat * centred) * -0.5 * inv_std**3
+    # dl/dmu = sum_i dl/dx_hat_i * (-1/sqrt(var + eps)) + dl/dvar * sum_i -2 (x_i - mu) / m
+    d_mean = total(d_x_hat * -inv_std) + d_variance * total(centred * -2.0) / m
+    # dl/dx_i = dl/dx_hat_i / sqrt(var + eps) + dl/dvar * 2 (x_i - mu) / m + dl/dmu / m
+    d_x = d_x_hat * inv_std + d_variance * centred * (2.0 / m) + d_mean / m
+    grads = [d_x]
+    if has_gamma:
+        grads.append(total(grad * x_hat))  # dl/dgamma = sum_i dl/dy_i * x_hat_i
+    if has_beta:
+        grads.append(total(grad))  # dl/dbeta = sum_i dl/dy_i
+    return tuple(grads)
