@@ -1,0 +1,159 @@
+"""The paper's MNIST network and a plain SGD training loop, shared by lessons 7, 8 and 10.
+
+    model = paper_mlp("sigmoid", batch_norm=True)
+    history = fit(model, mg.data.load_digits(), learning_rate=0.5, steps=1000)
+    history.steps_to(0.95)
+
+Accuracy is always measured in inference mode (training=False), so a BatchNorm model is
+judged with its moving statistics, as it would be when deployed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from minigrad import random
+from minigrad.autograd import no_grad
+from minigrad.backend import get_backend, to_backend, to_numpy
+from minigrad.data import Batches
+from minigrad.nn import functional as F
+from minigrad.nn.batchnorm import BatchNorm
+from minigrad.nn.initializers import RandomNormal
+from minigrad.nn.layers import Dense, ReLU, Sequential, Sigmoid
+from minigrad.nn.module import Module
+from minigrad.optim import SGD
+from minigrad.runlog import RunLog
+from minigrad.tensor import Tensor
+
+ACTIVATION_LAYERS = {"relu": ReLU, "sigmoid": Sigmoid}
+
+
+def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: tuple[int, ...] = (100, 100, 100),
+              classes: int = 10, bn_momentum: float = 0.9, kernel_initializer: Any = None) -> Sequential:
+    """Dense(100) -> [BatchNorm] -> activation, three times, then Dense(classes) logits.
+
+    As in the paper's MNIST experiment: weights start as small Gaussians (std 0.05, Keras's
+    random_normal, unless `kernel_initializer` says otherwise), and BatchNorm goes between
+    each hidden Dense and its nonlinearity. A Dense followed by
+    BatchNorm has no bias, because BatchNorm's beta plays that role.
+    """
+    if activation not in ACTIVATION_LAYERS:
+        raise ValueError(f"paper_mlp: activation must be one of {sorted(ACTIVATION_LAYERS)}, got {activation!r}")
+    initializer = RandomNormal(stddev=0.05) if kernel_initializer is None else kernel_initializer
+    model = Sequential()
+    for units in hidden:
+        model.add(Dense(units, use_bias=not batch_norm, kernel_initializer=initializer))
+        if batch_norm:
+            model.add(BatchNorm(momentum=bn_momentum))
+        model.add(ACTIVATION_LAYERS[activation]())
+    model.add(Dense(classes, kernel_initializer=initializer))
+    return model
+
+
+def accuracy(model: Module, x: Any, y: Any) -> float:
+    """The fraction of samples whose largest logit is the label, in inference mode."""
+    with no_grad():
+        logits = model(_as_tensor(x), training=False)
+    return float((to_numpy(logits.data).argmax(axis=-1) == to_numpy(y)).mean())
+
+
+@dataclass
+class History:
+    """What fit() measured: one entry per evaluation, and whether the loss blew up."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    diverged: bool = False
+    seconds: float = 0.0
+
+    def steps_to(self, target: float) -> int | None:
+        """The first evaluated step whose test accuracy reaches `target`, or None if none did."""
+        return next((s for s, a in zip(self.step, self.test_accuracy) if a >= target), None)
+
+    @property
+    def final_accuracy(self) -> float:
+        """The last measured test accuracy (0.1-ish chance level if the run diverged)."""
+        return self.test_accuracy[-1] if self.test_accuracy else float("nan")
+
+
+def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_size: int = 60, seed: int = 0,
+        eval_every: int = 20, log_path: str | os.PathLike | None = None,
+        on_evaluate: Callable[[int, History], None] | None = None) -> History:
+    """Train `model` with plain SGD on softmax cross-entropy for `steps` mini-batches.
+
+    data is (x_train, y_train, x_test, y_test) as NumPy arrays; they are moved once to the
+    current backend. The weights are drawn from mg.random seeded with `seed`, and the batch
+    order from a generator seeded with `seed` too, so a run reproduces. Every `eval_every`
+    steps (and at step 0) it records the mean training loss since the last record, and train
+    and test accuracy in inference mode; it writes them to `log_path` (a run-log CSV) and
+    calls on_evaluate(step, history). A non-finite loss stops the run and marks it diverged.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"fit: steps must be a positive int, got {steps!r}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"fit: eval_every must be a positive int, got {eval_every!r}")
+    x_train, y_train, x_test, y_test = data
+    backend = get_backend()
+    # Accuracy on the whole training set each time would cost more than training; a fixed
+    # slice of the same size as the test set shows the train/test gap just as well.
+    probe = slice(0, len(x_test))
+    x_probe, y_probe = _as_tensor(x_train[probe]), y_train[probe]
+    x_test_t = _as_tensor(x_test)
+
+    random.manual_seed(seed)
+    model.build((None,) + tuple(x_train.shape[1:]))
+    optimizer = SGD(model.parameters(), lr=learning_rate)
+    batches = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
+    history = History()
+    log = RunLog(log_path) if log_path is not None else None
+    started = time.perf_counter()
+    losses: list[float] = []
+
+    def evaluate(step: int) -> None:
+        history.step.append(step)
+        history.loss.append(float(np.mean(losses)) if losses else float("nan"))
+        history.train_accuracy.append(accuracy(model, x_probe, y_probe))
+        history.test_accuracy.append(accuracy(model, x_test_t, y_test))
+        losses.clear()
+        if log is not None:
+            log.log(step, history.loss[-1], history.train_accuracy[-1], history.test_accuracy[-1], learning_rate)
+        if on_evaluate is not None:
+            on_evaluate(step, history)
+
+    try:
+        evaluate(0)
+        step = 0
+        while step < steps:
+            for x, y in batches:
+                loss = F.softmax_cross_entropy(model(Tensor(to_backend(x, backend)), training=True),
+                                               to_backend(y, backend))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                step += 1
+                losses.append(loss.item())
+                if not math.isfinite(losses[-1]):
+                    history.diverged = True
+                    evaluate(step)
+                    return history
+                if step % eval_every == 0 or step == steps:
+                    evaluate(step)
+                if step == steps:
+                    break
+    finally:
+        history.seconds = time.perf_counter() - started
+        if log is not None:
+            log.close()
+    return history
+
+
+def _as_tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(to_backend(x, get_backend()))

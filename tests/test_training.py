@@ -1,0 +1,114 @@
+"""minigrad.training: the paper's MLP and the SGD loop the lessons share."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.nn.batchnorm import BatchNorm
+from minigrad.nn.layers import Dense, ReLU, Sigmoid
+from minigrad.runlog import read_run
+from minigrad.training import History, accuracy, fit, paper_mlp
+
+
+def blobs(n=240, seed=0):
+    """Two well separated Gaussian classes in 4-D, split in half."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=n)
+    x = (rng.normal(size=(n, 4)) + 3.0 * y[:, None]).astype(np.float32)
+    return x[: n // 2], y[: n // 2], x[n // 2:], y[n // 2:]
+
+
+def test_paper_mlp_layout():
+    model = paper_mlp("sigmoid", batch_norm=True, bn_momentum=0.8)
+    kinds = [type(layer) for layer in model]
+    assert kinds == [Dense, BatchNorm, Sigmoid] * 3 + [Dense]
+    assert [layer.units for layer in model if isinstance(layer, Dense)] == [100, 100, 100, 10]
+    assert not any(layer.use_bias for layer in list(model)[:-1] if isinstance(layer, Dense))
+    assert all(layer.momentum == 0.8 for layer in model if isinstance(layer, BatchNorm))
+    plain = paper_mlp("relu")
+    assert [type(layer) for layer in plain] == [Dense, ReLU] * 3 + [Dense]
+    assert all(layer.use_bias for layer in plain if isinstance(layer, Dense))
+
+
+def test_paper_mlp_default_init_is_the_papers_small_gaussian():
+    mg.random.manual_seed(0)
+    model = paper_mlp("relu")
+    model.build((None, 64))
+    std = model[0].kernel.numpy().std()
+    assert 0.045 < std < 0.055, std
+
+
+def test_paper_mlp_rejects_an_unknown_activation():
+    with pytest.raises(ValueError, match="'tanh'"):
+        paper_mlp("tanh")
+
+
+def test_fit_learns_and_logs(tmp_path):
+    data = blobs()
+    path = tmp_path / "run.csv"
+    model = paper_mlp("relu", batch_norm=True, hidden=(16,), classes=2)
+    history = fit(model, data, learning_rate=0.1, steps=30, batch_size=20, eval_every=10, log_path=path)
+    assert history.step == [0, 10, 20, 30]
+    assert history.final_accuracy > 0.9
+    assert history.steps_to(0.9) in (10, 20, 30)
+    assert history.steps_to(1.01) is None
+    assert not history.diverged
+    assert math.isnan(history.loss[0]) and all(loss > 0 for loss in history.loss[1:])
+    logged = read_run(path)
+    assert logged["step"] == [0.0, 10.0, 20.0, 30.0]
+    np.testing.assert_allclose(logged["test_accuracy"], history.test_accuracy, rtol=1e-5)
+    assert logged["learning_rate"] == [0.1] * 4
+
+
+def test_fit_reproduces_with_the_same_seed_and_differs_with_another():
+    data = blobs()
+
+    def run(seed):
+        return fit(paper_mlp("relu", hidden=(8,), classes=2), data, learning_rate=0.05, steps=12,
+                   batch_size=20, eval_every=4, seed=seed).loss
+
+    np.testing.assert_array_equal(run(3), run(3))  # the first entry is NaN: no steps yet
+    assert run(3)[1:] != run(4)[1:]
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_fit_stops_and_flags_a_diverging_run():
+    data = blobs()
+    model = paper_mlp("relu", hidden=(8,), classes=2, kernel_initializer="glorot_uniform")
+    history = fit(model, data, learning_rate=1e30, steps=50, batch_size=20, eval_every=10)
+    assert history.diverged
+    assert history.step[-1] < 50
+    assert not math.isfinite(history.loss[-1])
+
+
+def test_accuracy_uses_inference_mode():
+    x_train, y_train, _, _ = blobs()
+    model = paper_mlp("relu", batch_norm=True, hidden=(8,), classes=2)
+    model.build((None, 4))
+    before = [layer.moving_mean.numpy().copy() for layer in model if isinstance(layer, BatchNorm)]
+    value = accuracy(model, x_train, y_train)
+    after = [layer.moving_mean.numpy() for layer in model if isinstance(layer, BatchNorm)]
+    assert 0.0 <= value <= 1.0
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(a, b)  # training mode would have moved them
+
+
+@pytest.mark.parametrize("name, value", [("steps", 0), ("steps", 2.5), ("eval_every", 0), ("eval_every", True)])
+def test_fit_rejects_bad_counts(name, value):
+    arguments = dict(learning_rate=0.1, steps=5, eval_every=1)
+    arguments[name] = value
+    with pytest.raises(ValueError, match=f"{name} must be a positive int, got {value!r}"):
+        fit(paper_mlp("relu", hidden=(4,), classes=2), blobs(), **arguments)
+
+
+def test_history_without_evaluations():
+    assert math.isnan(History().final_accuracy)
+    assert History().steps_to(0.5) is None
+
+
+def test_fit_always_evaluates_after_the_last_step():
+    history = fit(paper_mlp("relu", hidden=(4,), classes=2), blobs(), learning_rate=0.1, steps=25,
+                  batch_size=20, eval_every=10)
+    assert history.step == [0, 10, 20, 25]
