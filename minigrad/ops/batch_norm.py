@@ -8,17 +8,26 @@ The equations live here once each, written so that they run on arrays and Tensor
 batch_moments (Eq. 2 and 3), normalize (Eq. 1), scale_and_shift. Two forms use them:
 
 - batch_norm_composite: the equations in Tensor operations, differentiated by the engine.
-- BatchNormTrain (the form the layer uses): the equations on arrays in forward, and the
-  paper's closed-form backward (dl/dx_hat, dl/dvar, dl/dmu, dl/dx, dl/dgamma, dl/dbeta).
+- BatchNormTrain (the form the layer uses): the paper's closed-form backward
+  (closed_form_backward: dl/dx_hat, dl/dvar, dl/dmu, dl/dx, dl/dgamma, dl/dbeta).
+
+BatchNormTrain's forward, and its backward when no second-order graph is needed, run the
+fast kernels at the end of this file: the same equations, arranged to pass over memory as
+few times as they can, and on CuPy fused into one GPU kernel per pass.
 
 The layer around these (feature axis, dtypes, moving statistics) is minigrad.nn.functional.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
+from minigrad import backend
 from minigrad.autograd import Function, is_grad_enabled
 from minigrad.tensor import Tensor
 
@@ -75,9 +84,14 @@ class BatchNormTrain(Function):
 
     def forward(self, x, *affine):
         gamma, beta = self._gamma_beta(affine)
-        self.mean, self.centred, self.variance = batch_moments(x, self.axes)
-        self.inv_std, self.x_hat = normalize(self.centred, self.variance, self.epsilon)
-        return scale_and_shift(self.x_hat, gamma, beta)
+        self.feature_axis = next(i for i in range(x.ndim) if i not in self.axes)
+        y, self.centred, mean, variance, self.inv_std = fast_forward(
+            x, gamma, beta, self.feature_axis, self.epsilon
+        )
+        # For the moving averages, in the broadcast shape of gamma and beta.
+        broadcast = tuple(x.shape[i] if i == self.feature_axis else 1 for i in range(x.ndim))
+        self.mean, self.variance = mean.reshape(broadcast), variance.reshape(broadcast)
+        return y
 
     def backward(self, grad):
         x = self.inputs[0]
@@ -90,9 +104,14 @@ class BatchNormTrain(Function):
             inv_std, x_hat = normalize(centred, variance, self.epsilon)
             return closed_form_backward(grad, gamma, centred, inv_std, x_hat, self.axes,
                                         self.has_gamma, self.has_beta)
-        # First order only: the same equations on the saved arrays, with no graph to record.
-        grads = closed_form_backward(grad.data, None if gamma is None else gamma.data, self.centred,
-                                     self.inv_std, self.x_hat, self.axes, self.has_gamma, self.has_beta)
+        # First order only: the same equations by the fast kernel, with no graph to record.
+        d_x, d_gamma, d_beta = fast_backward(grad.data, self.centred, self.inv_std,
+                                             None if gamma is None else gamma.data, self.feature_axis)
+        grads = [d_x]
+        if self.has_gamma:
+            grads.append(d_gamma.reshape(gamma.shape))
+        if self.has_beta:
+            grads.append(d_beta.reshape(self.inputs[-1].shape))
         return tuple(Tensor._make(g) for g in grads)
 
 
@@ -120,3 +139,106 @@ def closed_form_backward(grad: Any, gamma: Any, centred: Any, inv_std: Any, x_ha
     if has_beta:
         grads.append(total(grad))  # dl/dbeta = sum_i dl/dy_i
     return tuple(grads)
+
+
+# ---- The fast kernels ------------------------------------------------------------------------
+# The equations above again, on arrays only and for first derivatives only, arranged for
+# speed. Every batch axis is folded into a (before, C, after) view, so each statistic is one
+# reduction over axes (0, 2). x_hat is never stored: the backward needs only x - mu and
+# 1/sqrt(var + eps). On NumPy the elementwise steps write in place (out=) instead of making
+# temporaries; on CuPy each is one fused kernel. tests/test_batch_norm_kernels.py checks each
+# function against the plain formula it restates.
+
+
+def three_axes(a: Any, feature_axis: int) -> Any:
+    """a as a (before, C, after) array (a view when a is contiguous); C is the feature axis."""
+    before = math.prod(a.shape[:feature_axis])
+    return a.reshape(before, a.shape[feature_axis], -1)
+
+
+def channel_sum(a: Any, b: Any = None) -> Any:
+    """sum_i a_i, or sum_i a_i * b_i, per channel of (before, C, after) arrays: shape (1, C, 1)."""
+    if backend.get_array_module(a) is not np:
+        kernels = _cupy_kernels()
+        total = a.sum(axis=(0, 2)) if b is None else kernels.channel_dot(a, b, axis=(0, 2))
+    elif b is None:
+        total = np.einsum("icj->c", a)  # one pass, faster than a.sum(axis=(0, 2)) here
+    else:
+        total = np.einsum("icj,icj->c", a, b)  # one pass, and no a * b temporary
+    return total.reshape(1, -1, 1)
+
+
+def shift_and_scale(centred: Any, scale: Any, shift: Any) -> Any:
+    """centred * scale + shift (shift may be None), in one pass on CuPy, in place on NumPy."""
+    if backend.get_array_module(centred) is not np:
+        if shift is None:
+            return centred * scale
+        return _cupy_kernels().shift_and_scale(centred, scale, shift)
+    y = np.multiply(centred, scale)
+    if shift is not None:
+        np.add(y, shift, out=y)
+    return y
+
+
+def input_gradient(grad: Any, centred: Any, k: Any, mean_grad: Any, q: Any) -> Any:
+    """k * (grad - mean_grad - centred * q): dl/dx of the fast backward, without temporaries."""
+    if backend.get_array_module(grad) is not np:
+        return _cupy_kernels().input_gradient(grad, centred, k, mean_grad, q)
+    d_x = np.multiply(centred, q)
+    np.add(d_x, mean_grad, out=d_x)
+    np.subtract(grad, d_x, out=d_x)
+    np.multiply(d_x, k, out=d_x)
+    return d_x
+
+
+def fast_forward(x: Any, gamma: Any, beta: Any, feature_axis: int, epsilon: float):
+    """Eq. 2, Eq. 3, Eq. 1 and the scale and shift, in four passes over x.
+
+    gamma and beta are None or in broadcast shape. Returns (y, centred, mean, variance,
+    inv_std): y in x's shape, centred as (before, C, after), the rest as (1, C, 1). The same
+    values as batch_moments, normalize and scale_and_shift, up to rounding.
+    """
+    x3 = three_axes(x, feature_axis)
+    m = x3.shape[0] * x3.shape[2]
+    mean = channel_sum(x3) / m  # Eq. 2
+    centred = x3 - mean
+    variance = channel_sum(centred, centred) / m  # Eq. 3, from centred values
+    inv_std = 1.0 / backend.get_array_module(x).sqrt(variance + epsilon)  # Eq. 1's 1/sqrt(var + eps)
+    # gamma * x_hat + beta = (x - mu) * (gamma / sqrt(var + eps)) + beta: x_hat is never stored.
+    scale = inv_std if gamma is None else inv_std * gamma.reshape(inv_std.shape)
+    y = shift_and_scale(centred, scale, None if beta is None else beta.reshape(inv_std.shape))
+    return y.reshape(x.shape), centred, mean, variance, inv_std
+
+
+def fast_backward(grad: Any, centred: Any, inv_std: Any, gamma: Any, feature_axis: int):
+    """The paper's backward pass with dl/dvar and dl/dmu substituted into dl/dx, g = dl/dy:
+
+        dl/dbeta  = sum_i g_i
+        dl/dgamma = sum_i g_i x_hat_i = inv_std * sum_i g_i (x_i - mu)
+        dl/dx_i   = gamma inv_std (g_i - mean(g) - (x_i - mu) inv_std^2 mean(g (x - mu)))
+
+    (the dl/dmu term's sum_i (x_i - mu) is zero). Two reductions and one elementwise pass.
+    Returns (dl/dx in grad's shape, dl/dgamma, dl/dbeta), the last two as (1, C, 1).
+    """
+    g3 = three_axes(grad, feature_axis)
+    m = g3.shape[0] * g3.shape[2]
+    sum_g = channel_sum(g3)
+    sum_g_centred = channel_sum(g3, centred)
+    k = inv_std if gamma is None else gamma.reshape(inv_std.shape) * inv_std
+    d_x = input_gradient(g3, centred, k, sum_g / m, inv_std * inv_std * sum_g_centred / m)
+    return d_x.reshape(grad.shape), sum_g_centred * inv_std, sum_g
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_kernels() -> SimpleNamespace:
+    """The fused CuPy kernels, compiled on first use (only on a machine with CuPy)."""
+    cupy = backend.module("cupy")
+    return SimpleNamespace(
+        # sum_i a_i b_i over the reduced axes, without an a * b array in between.
+        channel_dot=cupy.ReductionKernel("T a, T b", "T total", "a * b", "a + b", "total = a", "0",
+                                         "minigrad_channel_dot"),
+        shift_and_scale=cupy.ElementwiseKernel("T centred, T scale, T shift", "T y",
+                                               "y = centred * scale + shift", "minigrad_shift_and_scale"),
+        input_gradient=cupy.ElementwiseKernel("T g, T centred, T k, T mean_g, T q", "T d_x",
+                                              "d_x = k * (g - mean_g - centred * q)", "minigrad_input_gradient"),
+    )
