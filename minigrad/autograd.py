@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Sequence
+from typing import Any, Sequence
 
 from minigrad import backend
 
@@ -156,6 +156,9 @@ def run_backward(
     changes (grad()).
     """
     order = _topological_order(roots)
+    # Arrays a leaf may not keep as its .grad without a copy: the caller's own gradients, and
+    # each array once a leaf has taken it (see _accumulate).
+    taken = {id(grad.data): grad.data for grad in root_grads}
     pending: dict[int, Tensor] = {}
     for root, grad in zip(roots, root_grads):
         _add_pending(pending, root, grad)
@@ -172,7 +175,7 @@ def run_backward(
             fn = tensor._ctx
             if fn is None:  # a leaf: backward() adds to .grad, grad() only captures
                 if capture_ids is None:
-                    _accumulate(tensor, grad, create_graph)
+                    _accumulate(tensor, grad, create_graph, taken)
                 continue
             for parent, parent_grad in zip(fn.inputs, fn.backward(grad)):
                 if parent_grad is not None and parent.requires_grad:
@@ -194,13 +197,19 @@ def _add_pending(pending: dict[int, Tensor], tensor: Tensor, grad: Tensor) -> No
     pending[id(tensor)] = grad if previous is None else previous + grad
 
 
-def _accumulate(leaf: Tensor, grad: Tensor, create_graph: bool) -> None:
+def _accumulate(leaf: Tensor, grad: Tensor, create_graph: bool, taken: dict[int, Any]) -> None:
     if create_graph:
         leaf.grad = grad if leaf.grad is None else leaf.grad + grad
     elif leaf.grad is None:
-        # A copy: add's backward hands one gradient tensor to both inputs, and two leaves
-        # must never share (and later mutate) one array.
-        leaf.grad = Tensor._make(grad.data.copy())
+        array = grad.data
+        # A leaf keeps the gradient array itself when nothing else can see it, as PyTorch
+        # does: a fresh array that owns its memory (not a view), not the caller's, and not
+        # already taken by another leaf (add's backward hands one array to both inputs).
+        # Otherwise a copy, so that two leaves never share, and later mutate, one array.
+        if array.base is not None or id(array) in taken:
+            array = array.copy()
+        taken[id(array)] = array  # kept alive, so its id cannot be reused during this pass
+        leaf.grad = Tensor._make(array)
     else:
         leaf.grad = Tensor._make(leaf.grad.data + grad.data)
 

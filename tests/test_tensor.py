@@ -172,6 +172,41 @@ def test_leaves_never_share_a_gradient_array(backend):
     assert a.grad is not b.grad and a.grad.data is not b.grad.data
 
 
+def _shares_memory(a, b):
+    return bool(mg.backend.get_array_module(a.data).shares_memory(a.data, b.data))
+
+
+def test_a_leaf_gradient_never_aliases_the_callers_gradient_or_another_leaf(backend):
+    a = mg.Tensor([1.0, 2.0], requires_grad=True)
+    b = mg.Tensor([3.0, 4.0], requires_grad=True)
+    c = mg.Tensor([[5.0, 6.0]], requires_grad=True)
+    upstream = mg.Tensor([1.0, 1.0])
+    (a + b + c.reshape(2)).backward(upstream)
+    pairs = [(a.grad, b.grad), (a.grad, c.grad), (b.grad, c.grad),
+             (a.grad, upstream), (b.grad, upstream), (c.grad, upstream)]
+    assert not any(_shares_memory(x, y) for x, y in pairs)
+    a.grad.data *= 10  # an in-place edit of one gradient (clipping, say) reaches no other
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(c.grad.numpy(), [[1.0, 1.0]])
+    np.testing.assert_array_equal(upstream.numpy(), [1.0, 1.0])
+
+
+def test_a_leaf_keeps_a_fresh_gradient_array_without_copying_it(backend):
+    returned = []
+
+    class Twice(mg.autograd.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, grad):
+            returned.append(grad.data * 2)  # a fresh array, seen by no one else
+            return (mg.Tensor._make(returned[-1]),)
+
+    x = mg.Tensor([1.0, 2.0], requires_grad=True)
+    Twice().apply(x).backward(mg.Tensor([1.0, 1.0]))
+    assert x.grad.data is returned[0]
+
+
 def test_backward_without_create_graph_records_nothing(backend):
     x = mg.Tensor([1.0, 2.0], requires_grad=True)
     (x.exp() * x).sum().backward()
