@@ -81,13 +81,15 @@ class SGD:
                     buffer = grad.copy()
                 else:
                     # Follows the parameter if the model was moved with .to() since.
-                    buffer = self.momentum * backend.to_backend(buffer, param.backend) + grad
+                    buffer = backend.to_backend(buffer, param.backend)
+                    buffer *= self.momentum  # in place: b = momentum * b + g, no temporaries
+                    buffer += grad
                 grad = grad + self.momentum * buffer if self.nesterov else buffer
-            updated = param.data - self.lr * grad
             constraint = getattr(param, "constraint", None)
-            if constraint is not None:
-                updated = _constrained(param, updated, constraint)
-            param.data[...] = updated  # in place: whoever holds this tensor sees the step
+            if constraint is None:
+                param.data -= self.lr * grad  # in place: whoever holds this tensor sees the step
+            else:
+                param.data[...] = _constrained(param, param.data - self.lr * grad, constraint)
             self.momentum_buffers[index] = buffer
 
     def zero_grad(self) -> None:
