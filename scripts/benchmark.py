@@ -1,43 +1,217 @@
-"""minigrad's benchmarks, with references measured in the same run.
+"""minigrad's benchmark suite, with references measured in the same run.
 
-    python scripts/benchmark.py [--repeats N] [--threads N]
+    python scripts/benchmark.py [--repeats N] [--threads N] [--memory-steps N] [--quick]
+    MINIGRAD_BACKEND=cupy python scripts/benchmark.py        (the GPU; PyTorch CUDA as reference)
 
-engine: a chain of 500 elementwise operations on a 4-element float32 tensor, forward plus
-backward, reported per operation. References: the same chain in PyTorch (CPU build, same
-thread count) when it is installed, and the same arithmetic on raw NumPy arrays with no
-autograd at all (a lower bound for any NumPy-based engine). Times are medians over repeats
-after a warm-up; ratios are minigrad / reference from this run, because absolute times on a
-shared machine drift.
+On the current backend, medians over `repeats` timings after a warm-up:
+
+1. bn:     BatchNorm forward + backward, training mode, float32, on (1024, 1024) (features
+           last) and on (64, 32, 28, 28) with axis=1.
+2. mlp:    one SGD training step (momentum 0.9) of a 784-512-512-10 MLP with BatchNorm and
+           ReLU after each hidden Dense, batch 256, softmax cross-entropy.
+3. engine: a chain of 500 elementwise operations on a 4-element tensor, forward + backward,
+           per operation.
+4. memory: 1,000 training steps of (2), with Python's cyclic garbage collector switched off,
+           so that anything a reference cycle held would pile up: the peak, and the growth
+           per step between the first and last tenth of the run.
+
+References, when installed: PyTorch (the CPU build with the same thread count; CUDA on the
+GPU), and a hand-written NumPy BatchNorm (the textbook forward and closed-form backward).
+Before timing, each workload checks that minigrad and the references compute the same
+values. Ratios are minigrad / reference from this run, because absolute times on a shared
+machine drift.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
+import sys
 import time
-from typing import Callable
+import tracemalloc
+from typing import Any, Callable
 
 CHAIN_LENGTH = 500
+BN_SHAPES = [((1024, 1024), -1), ((64, 32, 28, 28), 1)]
+MLP_SIZES, MLP_BATCH = (784, 512, 512, 10), 256
 
 
-def median_seconds(work: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of work() over `repeats` runs, after `warmup` untimed runs."""
-    for _ in range(warmup):
-        work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+# ---- timing --------------------------------------------------------------------------------
 
+class Clock:
+    """Times workloads on the CPU, or on the GPU with a synchronize after each run."""
+
+    def __init__(self, synchronize: Callable[[], None] = lambda: None):
+        self.synchronize = synchronize
+
+    def medians(self, works: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
+        """Median wall time of each work() over `repeats` runs, after `warmup` untimed runs.
+
+        The workloads take turns (minigrad, then each reference, then minigrad again), so a
+        slow spell of a shared machine slows them alike instead of skewing one ratio.
+        """
+        for _ in range(warmup):
+            for work in works.values():
+                work()
+        self.synchronize()
+        times: dict[str, list[float]] = {name: [] for name in works}
+        for _ in range(repeats):
+            for name, work in works.items():
+                start = time.perf_counter()
+                work()
+                self.synchronize()
+                times[name].append(time.perf_counter() - start)
+        return {name: statistics.median(values) for name, values in times.items()}
+
+
+# ---- 1. BatchNorm forward + backward ---------------------------------------------------------
+
+def bn_inputs(shape: tuple[int, ...]):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=shape) * 2.0 + 0.5).astype(np.float32)
+    grad = rng.normal(size=shape).astype(np.float32)
+    return x, grad
+
+
+def minigrad_bn(shape, axis):
+    """Returns (step, outputs): step runs forward + backward; outputs gives (y, dx) as NumPy."""
+    import minigrad as mg
+
+    x_values, grad_values = bn_inputs(shape)
+    x, grad = mg.Tensor(x_values, requires_grad=True), mg.Tensor(grad_values)
+    layer = mg.nn.BatchNorm(axis=axis, epsilon=1e-5)
+    layer.build(shape)
+    result = {}
+
+    def step():
+        x.grad = layer.gamma.grad = layer.beta.grad = None
+        result["y"] = y = layer(x, training=True)
+        y.backward(grad)
+
+    def outputs():
+        step()
+        return result["y"].numpy(), x.grad.numpy()
+
+    return step, outputs
+
+
+def numpy_bn(shape, axis):
+    """The textbook NumPy BatchNorm: forward, then the closed-form backward, no tricks."""
+    import numpy as np
+
+    x, grad = bn_inputs(shape)
+    axes = tuple(i for i in range(len(shape)) if i != axis % len(shape))
+    broadcast = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    gamma, beta = np.ones(broadcast, np.float32), np.zeros(broadcast, np.float32)
+    m = x.size // shape[axis]
+    result = {}
+
+    def step():
+        mean = x.mean(axis=axes, keepdims=True)
+        variance = x.var(axis=axes, keepdims=True)
+        inv_std = 1.0 / np.sqrt(variance + 1e-5)
+        x_hat = (x - mean) * inv_std
+        y = gamma * x_hat + beta
+        d_x_hat = grad * gamma
+        d_x = inv_std / m * (m * d_x_hat - d_x_hat.sum(axis=axes, keepdims=True)
+                             - x_hat * (d_x_hat * x_hat).sum(axis=axes, keepdims=True))
+        result["y"], result["dx"] = y, d_x
+        return (grad * x_hat).sum(axis=axes), grad.sum(axis=axes)
+
+    def outputs():
+        step()
+        return result["y"], result["dx"]
+
+    return step, outputs
+
+
+def torch_bn(shape, axis, device):
+    import torch
+
+    x_values, grad_values = bn_inputs(shape)
+    x = torch.tensor(x_values, device=device, requires_grad=True)
+    grad = torch.tensor(grad_values, device=device)
+    layer = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(shape[axis]).to(device)
+    result = {}
+
+    def step():
+        x.grad = layer.weight.grad = layer.bias.grad = None
+        result["y"] = y = layer(x)
+        y.backward(grad)
+
+    def outputs():
+        step()
+        return result["y"].detach().cpu().numpy(), x.grad.cpu().numpy()
+
+    return step, outputs
+
+
+# ---- 2. one MLP training step ----------------------------------------------------------------
+
+def mlp_data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((MLP_BATCH, MLP_SIZES[0]), dtype=np.float32)
+    labels = rng.integers(0, MLP_SIZES[-1], size=MLP_BATCH)
+    return x, labels
+
+
+def minigrad_mlp():
+    import minigrad as mg
+    from minigrad.nn import functional as F
+
+    layers = []
+    for units in MLP_SIZES[1:-1]:
+        layers += [mg.nn.Dense(units), mg.nn.BatchNorm(), mg.nn.ReLU()]
+    model = mg.nn.Sequential(*layers, mg.nn.Dense(MLP_SIZES[-1]))
+    model.build((None, MLP_SIZES[0]))
+    optimizer = mg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x_values, label_values = mlp_data()
+    x, labels = mg.Tensor(x_values), mg.Tensor(label_values).data
+
+    def step():
+        optimizer.zero_grad()
+        loss = F.softmax_cross_entropy(model(x, training=True), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def torch_mlp(device):
+    import torch
+
+    layers: list[Any] = []
+    for n_in, n_out in zip(MLP_SIZES[:-2], MLP_SIZES[1:-1]):
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.BatchNorm1d(n_out), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(MLP_SIZES[-2], MLP_SIZES[-1])).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x_values, label_values = mlp_data()
+    x, labels = torch.tensor(x_values, device=device), torch.tensor(label_values, device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+# ---- 3. engine overhead ----------------------------------------------------------------------
 
 def _chain(x, a, b):
     """The op chain: *, +, -, / with a tensor operand, cycled; values stay near x."""
     y = x
-    for i in range(CHAIN_LENGTH // 4):
+    for _ in range(CHAIN_LENGTH // 4):
         y = y * a
         y = y + b
         y = y - b
@@ -45,7 +219,7 @@ def _chain(x, a, b):
     return y
 
 
-def minigrad_engine() -> Callable[[], object]:
+def minigrad_engine():
     import numpy as np
 
     import minigrad as mg
@@ -61,14 +235,12 @@ def minigrad_engine() -> Callable[[], object]:
     return step
 
 
-def torch_engine() -> Callable[[], object] | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    x = torch.linspace(0.5, 1.5, 4, dtype=torch.float32, requires_grad=True)
-    a = torch.full((4,), 1.01)
-    b = torch.full((4,), 0.01)
+def torch_engine(device):
+    import torch
+
+    x = torch.linspace(0.5, 1.5, 4, dtype=torch.float32, device=device, requires_grad=True)
+    a = torch.full((4,), 1.01, device=device)
+    b = torch.full((4,), 0.01, device=device)
 
     def step():
         x.grad = None
@@ -77,7 +249,7 @@ def torch_engine() -> Callable[[], object] | None:
     return step
 
 
-def numpy_chain() -> Callable[[], object]:
+def numpy_engine():
     """Forward and a hand-written backward on raw arrays: what the arithmetic alone costs."""
     import numpy as np
 
@@ -86,9 +258,9 @@ def numpy_chain() -> Callable[[], object]:
     b = np.full(4, 0.01, dtype=np.float32)
 
     def step():
-        y = _chain(x, a, b)
-        grad = np.ones_like(y)
-        for i in range(CHAIN_LENGTH // 4):  # back through / a, - b, + b, * a
+        _chain(x, a, b)
+        grad = np.ones_like(x)
+        for _ in range(CHAIN_LENGTH // 4):  # back through / a, - b, + b, * a
             grad = grad / a
             grad = grad * a
         return grad
@@ -96,41 +268,146 @@ def numpy_chain() -> Callable[[], object]:
     return step
 
 
-def main() -> None:
+# ---- 4. memory over training ------------------------------------------------------------------
+
+def memory_profile(step: Callable[[], object], steps: int, backend: str) -> dict[str, float]:
+    """Bytes held after each step (array data included) with the cyclic collector off.
+
+    NumPy reports its array buffers to tracemalloc; on CuPy the memory pool's used bytes are
+    read instead. Returns the peak, and the growth per step from the mean of the first tenth
+    of the steps (after a warm-up) to the mean of the last tenth.
+    """
+    gc.collect()
+    gc.disable()  # a reference cycle now keeps its arrays until the end: it would show as growth
+    try:
+        if backend == "cupy":
+            from minigrad import backend as mg_backend
+
+            pool = mg_backend.module("cupy").get_default_memory_pool()
+            held, peak = [], 0
+            for _ in range(steps):
+                step()
+                held.append(pool.used_bytes())
+                peak = max(peak, pool.total_bytes())
+        else:
+            tracemalloc.start()
+            held = []
+            for _ in range(steps):
+                step()
+                held.append(tracemalloc.get_traced_memory()[0])
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        leftover = gc.collect()  # objects only a cycle kept alive
+    finally:
+        gc.enable()
+    tenth = max(1, steps // 10)
+    first, last = statistics.mean(held[tenth:2 * tenth]), statistics.mean(held[-tenth:])
+    return {"peak": peak, "growth_per_step": (last - first) / (steps - 2.5 * tenth),
+            "held": held[-1], "cycle_objects": leftover}
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+def check_same(name: str, ours: tuple, theirs: tuple, reference: str) -> None:
+    """Stop the benchmark if minigrad and a reference disagree: timing wrong answers is useless."""
+    import numpy as np
+
+    for label, a, b in zip(("y", "dl/dx"), ours, theirs):
+        error = float(np.max(np.abs(a - b)))
+        if error > 2e-3:
+            sys.exit(f"benchmark: {name}: minigrad's {label} differs from {reference}'s by {error:.3g}")
+
+
+def report(label: str, medians: dict[str, float], unit: str, scale: float) -> None:
+    """One line per framework: its median, and minigrad's ratio to it."""
+    ours = medians["minigrad"]
+    print(f"  {label:28s} {ours * scale:9.2f} {unit}   minigrad")
+    for name, theirs in medians.items():
+        if name != "minigrad":
+            what = "hand-written NumPy" if name == "NumPy" else name
+            print(f"    {what:26s} {theirs * scale:9.2f} {unit}   minigrad / {name} = **{ours / theirs:.2f}**")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per workload (median)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and PyTorch threads")
+    parser.add_argument("--memory-steps", type=int, default=1000, help="training steps for the memory run")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, 30 memory steps: a smoke test")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.memory_steps = 3, 30
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, str(args.threads))
+        os.environ[variable] = str(args.threads)  # before NumPy loads its BLAS
 
     import numpy as np
 
     import minigrad as mg
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"python {platform.python_version()}, numpy {np.__version__}, "
-          f"backend {mg.get_backend()}, threads {args.threads}")
-    reference = torch_engine()
-    if reference is not None:
+    backend = mg.get_backend()
+    try:
         import torch
 
         torch.set_num_threads(args.threads)
-        print(f"torch {torch.__version__}")
+        device = "cuda" if backend == "cupy" else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            torch = None
+    except ImportError:
+        torch = None
+    if backend == "cupy":
+        cupy = mg.backend.module("cupy")
 
-    ops = CHAIN_LENGTH + 1  # the chain and the final sum
-    ours = median_seconds(minigrad_engine(), args.repeats) / ops
-    raw = median_seconds(numpy_chain(), args.repeats) / ops
-    print(f"\nengine overhead: {CHAIN_LENGTH}-op chain on a 4-element tensor, forward + backward, "
-          f"median of {args.repeats}, per op")
-    print(f"  minigrad          {ours * 1e6:7.2f} us")
-    print(f"  raw NumPy         {raw * 1e6:7.2f} us   minigrad / NumPy   = {ours / raw:.2f}")
-    if reference is not None:
-        theirs = median_seconds(reference, args.repeats) / ops
-        print(f"  PyTorch (CPU)     {theirs * 1e6:7.2f} us   minigrad / PyTorch = {ours / theirs:.2f}")
+        def synchronize() -> None:  # wait for every queued GPU kernel, minigrad's and PyTorch's
+            cupy.cuda.Device().synchronize()
+            if torch is not None:
+                torch.cuda.synchronize()
+
+        clock = Clock(synchronize)
+        gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        where = f"GPU {gpu}, CuPy {cupy.__version__}"
     else:
-        print("  PyTorch           not installed: no ratio (pip install torch to compare)")
+        clock = Clock()
+        where = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"backend {backend}: {where}; threads {args.threads}; Python {platform.python_version()}, "
+          f"NumPy {np.__version__}, PyTorch {torch.__version__ if torch is not None else 'not installed'}; "
+          f"medians of {args.repeats}, minigrad and the references taking turns")
+
+    print("\n1. BatchNorm forward + backward, training mode, float32")
+    for shape, axis in BN_SHAPES:
+        label = f"{shape} axis={axis}"
+        step, outputs = minigrad_bn(shape, axis)
+        works = {"minigrad": step}
+        if backend == "numpy":
+            works["NumPy"], reference_outputs = numpy_bn(shape, axis)
+            check_same(label, outputs(), reference_outputs(), "NumPy")
+        if torch is not None:
+            works["PyTorch"], reference_outputs = torch_bn(shape, axis, device)
+            check_same(label, outputs(), reference_outputs(), "PyTorch")
+        report(label, clock.medians(works, args.repeats), "ms", 1e3)
+
+    print(f"\n2. one SGD step (momentum 0.9): MLP {'-'.join(map(str, MLP_SIZES))}, BatchNorm + ReLU, "
+          f"batch {MLP_BATCH}")
+    works = {"minigrad": minigrad_mlp()}
+    if torch is not None:
+        works["PyTorch"] = torch_mlp(device)
+    report("training step", clock.medians(works, args.repeats), "ms", 1e3)
+
+    print(f"\n3. engine overhead: {CHAIN_LENGTH}-op chain on a 4-element tensor, forward + backward, per op")
+    ops = CHAIN_LENGTH + 1  # the chain and the final sum
+    works = {"minigrad": minigrad_engine()}
+    if backend == "numpy":
+        works["NumPy"] = numpy_engine()
+    if torch is not None:
+        works["PyTorch"] = torch_engine(device)
+    report("per op", {name: t / ops for name, t in clock.medians(works, args.repeats).items()}, "us", 1e6)
+
+    print(f"\n4. memory over {args.memory_steps} training steps of (2), cyclic garbage collector off")
+    memory = memory_profile(minigrad_mlp(), args.memory_steps, backend)
+    print(f"  peak {memory['peak'] / 2**20:.1f} MiB, held after the last step {memory['held'] / 2**20:.1f} MiB, "
+          f"growth {memory['growth_per_step']:+.0f} bytes per step, "
+          f"{memory['cycle_objects']} objects left to the cycle collector")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
