@@ -63,6 +63,9 @@ class Function:
     # Set by operations whose backward reuses their own result (exp, sqrt). The output is
     # held through a weak reference: a strong one would make a cycle output -> node -> output.
     keeps_output = False
+    # True while backward runs for the last time (the graph is freed right after), so its
+    # saved arrays may be overwritten: BatchNormTrain writes dl/dx into its saved x - mu.
+    last_use = False
 
     def forward(self, *arrays):  # pragma: no cover - every subclass defines it
         raise NotImplementedError
@@ -177,6 +180,7 @@ def run_backward(
                 if capture_ids is None:
                     _accumulate(tensor, grad, create_graph, taken)
                 continue
+            fn.last_use = not retain_graph
             for parent, parent_grad in zip(fn.inputs, fn.backward(grad)):
                 if parent_grad is not None and parent.requires_grad:
                     if parent_grad.dtype != parent.dtype:

@@ -92,7 +92,7 @@ def test_fast_forward_does_not_touch_its_input(backend):
 def test_layer_training_step_takes_the_fast_path_and_create_graph_the_differentiable_one(backend, monkeypatch):
     calls = []
     original = bn.fast_backward
-    monkeypatch.setattr(bn, "fast_backward", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(bn, "fast_backward", lambda *a, **k: calls.append(1) or original(*a, **k))
     x = mg.Tensor(arrays((6, 3)), requires_grad=True)
     layer = mg.nn.BatchNorm(dtype="float64")
     (layer(x, training=True) ** 2).sum().backward()
@@ -101,3 +101,21 @@ def test_layer_training_step_takes_the_fast_path_and_create_graph_the_differenti
     (layer(x, training=True) ** 2).sum().backward(create_graph=True)
     assert calls == [1], "create_graph=True must not use the first-order kernel"
     assert x.grad.requires_grad
+
+
+def test_the_last_backward_may_reuse_the_saved_centred_array_and_a_retained_one_may_not(backend):
+    x_values = arrays((6, 3))
+    upstream = mg.Tensor(arrays((6, 3), 1))
+    expected = None
+    for retain in (True, False):
+        x = mg.Tensor(x_values, requires_grad=True)
+        y = mg.nn.functional.batch_norm(x, training=True)
+        y.backward(upstream, retain_graph=retain)
+        if retain:  # a second pass through the retained graph must see the saved arrays intact
+            first = x.grad.numpy().copy()
+            x.grad = None
+            y.backward(upstream)
+            np.testing.assert_allclose(x.grad.numpy(), first, rtol=1e-12)
+            expected = first
+        else:
+            np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)

@@ -84,12 +84,13 @@ class BatchNormTrain(Function):
 
     def forward(self, x, *affine):
         gamma, beta = self._gamma_beta(affine)
-        self.feature_axis = next(i for i in range(x.ndim) if i not in self.axes)
+        (self.feature_axis,) = set(range(x.ndim)) - set(self.axes)
         y, self.centred, mean, variance, self.inv_std = fast_forward(
             x, gamma, beta, self.feature_axis, self.epsilon
         )
         # For the moving averages, in the broadcast shape of gamma and beta.
-        broadcast = tuple(x.shape[i] if i == self.feature_axis else 1 for i in range(x.ndim))
+        broadcast = [1] * x.ndim
+        broadcast[self.feature_axis] = x.shape[self.feature_axis]
         self.mean, self.variance = mean.reshape(broadcast), variance.reshape(broadcast)
         return y
 
@@ -105,8 +106,10 @@ class BatchNormTrain(Function):
             return closed_form_backward(grad, gamma, centred, inv_std, x_hat, self.axes,
                                         self.has_gamma, self.has_beta)
         # First order only: the same equations by the fast kernel, with no graph to record.
+        # On the graph's last use, dl/dx goes into the saved x - mu: one array fewer.
         d_x, d_gamma, d_beta = fast_backward(grad.data, self.centred, self.inv_std,
-                                             None if gamma is None else gamma.data, self.feature_axis)
+                                             None if gamma is None else gamma.data, self.feature_axis,
+                                             out=self.centred if self.last_use else None)
         grads = [d_x]
         if self.has_gamma:
             grads.append(d_gamma.reshape(gamma.shape))
@@ -180,11 +183,15 @@ def shift_and_scale(centred: Any, scale: Any, shift: Any) -> Any:
     return y
 
 
-def input_gradient(grad: Any, centred: Any, k: Any, mean_grad: Any, q: Any) -> Any:
-    """k * (grad - mean_grad - centred * q): dl/dx of the fast backward, without temporaries."""
+def input_gradient(grad: Any, centred: Any, k: Any, mean_grad: Any, q: Any, out: Any = None) -> Any:
+    """k * (grad - mean_grad - centred * q): dl/dx of the fast backward, without temporaries.
+
+    out, when given, receives the result; it may be `centred` itself.
+    """
     if backend.get_array_module(grad) is not np:
-        return _cupy_kernels().input_gradient(grad, centred, k, mean_grad, q)
-    d_x = np.multiply(centred, q)
+        arguments = (grad, centred, k, mean_grad, q) + (() if out is None else (out,))
+        return _cupy_kernels().input_gradient(*arguments)  # an output passed last is written in place
+    d_x = np.multiply(centred, q, out=out)
     np.add(d_x, mean_grad, out=d_x)
     np.subtract(grad, d_x, out=d_x)
     np.multiply(d_x, k, out=d_x)
@@ -210,7 +217,7 @@ def fast_forward(x: Any, gamma: Any, beta: Any, feature_axis: int, epsilon: floa
     return y.reshape(x.shape), centred, mean, variance, inv_std
 
 
-def fast_backward(grad: Any, centred: Any, inv_std: Any, gamma: Any, feature_axis: int):
+def fast_backward(grad: Any, centred: Any, inv_std: Any, gamma: Any, feature_axis: int, out: Any = None):
     """The paper's backward pass with dl/dvar and dl/dmu substituted into dl/dx, g = dl/dy:
 
         dl/dbeta  = sum_i g_i
@@ -218,14 +225,15 @@ def fast_backward(grad: Any, centred: Any, inv_std: Any, gamma: Any, feature_axi
         dl/dx_i   = gamma inv_std (g_i - mean(g) - (x_i - mu) inv_std^2 mean(g (x - mu)))
 
     (the dl/dmu term's sum_i (x_i - mu) is zero). Two reductions and one elementwise pass.
-    Returns (dl/dx in grad's shape, dl/dgamma, dl/dbeta), the last two as (1, C, 1).
+    Returns (dl/dx in grad's shape, dl/dgamma, dl/dbeta), the last two as (1, C, 1). With
+    out=centred, dl/dx overwrites centred (the caller's last use of it).
     """
     g3 = three_axes(grad, feature_axis)
     m = g3.shape[0] * g3.shape[2]
     sum_g = channel_sum(g3)
     sum_g_centred = channel_sum(g3, centred)
     k = inv_std if gamma is None else gamma.reshape(inv_std.shape) * inv_std
-    d_x = input_gradient(g3, centred, k, sum_g / m, inv_std * inv_std * sum_g_centred / m)
+    d_x = input_gradient(g3, centred, k, sum_g / m, inv_std * inv_std * sum_g_centred / m, out)
     return d_x.reshape(grad.shape), sum_g_centred * inv_std, sum_g
 
 
