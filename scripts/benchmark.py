@@ -25,6 +25,7 @@ machine drift.
 from __future__ import annotations
 
 import argparse
+import array
 import gc
 import os
 import platform
@@ -290,14 +291,14 @@ def memory_profile(step: Callable[[], object], steps: int, backend: str) -> dict
         current, peak_so_far = (lambda: tracemalloc.get_traced_memory()[0]), (lambda: tracemalloc.get_traced_memory()[1])
     for _ in range(10):  # warm-up, traced: momentum buffers, gradients, lazily built kernels
         step()
+    held = array.array("q", bytes(8 * steps))  # allocated before the baseline: no growth of its own
     gc.collect()
     baseline = current()
     gc.disable()  # a reference cycle now keeps its arrays until the end: it would show as growth
     try:
-        held = []
-        for _ in range(steps):
+        for index in range(steps):
             step()
-            held.append(current())
+            held[index] = current()
         peak = peak_so_far()
         cycle_objects = gc.collect()
         after_collect = current()
