@@ -90,7 +90,8 @@ def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_s
     """Train `model` with plain SGD on softmax cross-entropy for `steps` mini-batches.
 
     data is (x_train, y_train, x_test, y_test) as NumPy arrays; they are moved once to the
-    current backend. The weights are drawn from mg.random seeded with `seed`, and the batch
+    current backend. An unbuilt model is built with weights drawn from mg.random seeded with
+    `seed` (a built one goes on from its weights), and the batch
     order from a generator seeded with `seed` too, so a run reproduces. Every `eval_every`
     steps (and at step 0) it records the mean training loss since the last record, and train
     and test accuracy in inference mode; it writes them to `log_path` (a run-log CSV) and
@@ -109,7 +110,8 @@ def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_s
     x_test_t = _as_tensor(x_test)
 
     random.manual_seed(seed)
-    model.build((None,) + tuple(x_train.shape[1:]))
+    if not model.built:  # a built model (trained before, or loaded) goes on from its weights
+        model.build((None,) + tuple(x_train.shape[1:]))
     optimizer = SGD(model.parameters(), lr=learning_rate)
     batches = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
     history = History()

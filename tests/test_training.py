@@ -112,3 +112,11 @@ def test_fit_always_evaluates_after_the_last_step():
     history = fit(paper_mlp("relu", hidden=(4,), classes=2), blobs(), learning_rate=0.1, steps=25,
                   batch_size=20, eval_every=10)
     assert history.step == [0, 10, 20, 25]
+
+
+def test_fit_continues_from_a_built_model():
+    data = blobs()
+    model = paper_mlp("relu", hidden=(8,), classes=2)
+    first = fit(model, data, learning_rate=0.1, steps=20, batch_size=20, eval_every=20)
+    second = fit(model, data, learning_rate=0.1, steps=20, batch_size=20, eval_every=20)
+    assert second.test_accuracy[0] == first.test_accuracy[-1]  # it starts where the first run ended
