@@ -135,8 +135,7 @@ def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_s
         step = 0
         while step < steps:
             for x, y in batches:
-                loss = F.softmax_cross_entropy(model(Tensor(to_backend(x, backend)), training=True),
-                                               to_backend(y, backend))
+                loss = F.softmax_cross_entropy(model(Tensor(x), training=True), to_backend(y, backend))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -158,4 +157,4 @@ def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_s
 
 
 def _as_tensor(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(to_backend(x, get_backend()))
+    return x if isinstance(x, Tensor) else Tensor(x)  # a new Tensor lives on the current backend

@@ -67,7 +67,7 @@ class BatchNormTrain(Function):
     """The training transform with the paper's closed-form backward.
 
     Inputs: x, then gamma (if has_gamma), then beta (if has_beta), both in broadcast shape.
-    After forward, `mean` and `variance` hold the batch statistics (arrays, broadcast shape)
+    After forward, `mean` and `variance` hold the batch statistics (arrays of shape (1, C, 1))
     for the moving averages.
     """
 
@@ -85,13 +85,9 @@ class BatchNormTrain(Function):
     def forward(self, x, *affine):
         gamma, beta = self._gamma_beta(affine)
         (self.feature_axis,) = set(range(x.ndim)) - set(self.axes)
-        y, self.centred, mean, variance, self.inv_std = fast_forward(
+        y, self.centred, self.mean, self.variance, self.inv_std = fast_forward(
             x, gamma, beta, self.feature_axis, self.epsilon
         )
-        # For the moving averages, in the broadcast shape of gamma and beta.
-        broadcast = [1] * x.ndim
-        broadcast[self.feature_axis] = x.shape[self.feature_axis]
-        self.mean, self.variance = mean.reshape(broadcast), variance.reshape(broadcast)
         return y
 
     def backward(self, grad):
