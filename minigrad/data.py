@@ -40,8 +40,34 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     test = np.zeros(len(labels), dtype=bool)
     for digit in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == digit))
-        test[members[: int(round(len(members) * test_fraction))]] = True
+        test[members[: _test_count(len(members), test_fraction)]] = True
+    _check_split(labels, test, test_fraction)
     return images[~test], labels[~test], images[test], labels[test]
+
+
+def _test_count(members: int, test_fraction: float) -> int:
+    """How many of one digit's `members` images go to the test set."""
+    return int(round(members * test_fraction))
+
+
+def _check_split(labels: np.ndarray, test: np.ndarray, test_fraction: float) -> None:
+    """Refuse a split that leaves a digit with no train or no test images.
+
+    A tiny fraction rounds every digit's share down to 0 (an empty test set, so accuracy is
+    nan), a fraction near 1 rounds it up to all of them (nothing left to train on). Checking
+    every digit, not only the totals, keeps the promise that the split is stratified.
+    """
+    for digit in np.unique(labels):
+        in_test = int(np.sum(test & (labels == digit)))
+        in_train = int(np.sum(~test & (labels == digit)))
+        if in_test == 0 or in_train == 0:
+            empty = "test" if in_test == 0 else "train"
+            raise ValueError(
+                f"load_digits: test_fraction={test_fraction!r} gives {int(np.sum(~test))} train and "
+                f"{int(np.sum(test))} test images, and digit {digit} gets no {empty} images "
+                f"({in_train} train, {in_test} test); choose a fraction that keeps at least one "
+                "image of every digit on each side"
+            )
 
 
 def load_mnist(path: str | os.PathLike):
@@ -77,31 +103,87 @@ def _find(folder: str, name: str) -> str:
     )
 
 
+# The largest IDX data section we agree to read: MNIST's biggest file holds 47 MB, EMNIST's
+# under 1 GB. A header that declares more is corrupt (or hostile), and is refused before
+# anything is allocated.
+MAX_IDX_BYTES = 1 << 30
+
+
 def _read_idx(path: str, expected_ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes: magic 0x0000 08 ndim, ndim big-endian sizes, the data."""
-    opener = gzip.open if path.endswith(".gz") else open
+    """An IDX file of unsigned bytes: magic 0x0000 08 ndim, ndim big-endian sizes, the data.
+
+    The header is read first and the data section after it, exactly as many bytes as the
+    header declares: never the whole file at once. A small .gz can inflate to gigabytes
+    (a "gzip bomb"), and its real size is only known by inflating it, so every read here is
+    bounded by the declared shape, and the declared shape is bounded by MAX_IDX_BYTES.
+    """
+    compressed = path.endswith(".gz")
+    opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as file:
-            content = file.read()
-    except (OSError, EOFError, zlib.error) as error:
+            shape = _read_idx_header(file, path, expected_ndim)
+            size = _idx_data_size(path, shape, expected_ndim, compressed)
+            data = file.read(size)
+            if len(data) != size:
+                raise _too_short(path, shape, size, len(data))
+            if file.read(1):  # read(1), not read(): whatever follows may be a bomb
+                raise _trailing_data(path, shape, size)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise ValueError(f"load_mnist: cannot read {path!r}: {error}") from error
-    header = 4 + 4 * expected_ndim
-    if len(content) < header:
-        raise ValueError(f"load_mnist: {path!r} is too short for an IDX header ({len(content)} bytes)")
-    magic = int.from_bytes(content[:4], "big")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+def _read_idx_header(file, path: str, expected_ndim: int) -> tuple[int, ...]:
+    """The shape from an IDX header, after checking its magic number."""
+    header_size = 4 + 4 * expected_ndim
+    header = file.read(header_size)
+    if len(header) < header_size:
+        raise ValueError(
+            f"load_mnist: {path!r} is too short for an IDX header ({len(header)} bytes, "
+            f"expected {header_size})"
+        )
+    magic = int.from_bytes(header[:4], "big")
     if magic != 0x0800 + expected_ndim:
         raise ValueError(
             f"load_mnist: {path!r} has magic number {magic:#010x}, expected "
             f"{0x0800 + expected_ndim:#010x} (unsigned bytes, {expected_ndim} dimensions)"
         )
-    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(expected_ndim))
-    data = np.frombuffer(content, dtype=np.uint8, offset=header)
-    if data.size != int(np.prod(shape)):
+    return tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(expected_ndim))
+
+
+def _idx_data_size(path: str, shape: tuple[int, ...], expected_ndim: int, compressed: bool) -> int:
+    """The data bytes that `shape` declares, refused if absurd or (raw files) not what is there."""
+    size = 1
+    for n in shape:
+        size *= n  # Python ints: no overflow, unlike np.prod, which wraps around in int64
+    if size > MAX_IDX_BYTES:
         raise ValueError(
-            f"load_mnist: {path!r} declares shape {shape} ({int(np.prod(shape))} bytes) but holds "
-            f"{data.size} bytes of data"
+            f"load_mnist: {path!r} declares shape {shape}, {size} bytes of data, more than the "
+            f"{MAX_IDX_BYTES} bytes minigrad reads from one IDX file; the header is corrupt"
         )
-    return data.reshape(shape)
+    if not compressed:  # a raw file's size is known without reading it; gzip's is not
+        held = os.path.getsize(path) - (4 + 4 * expected_ndim)
+        if held < size:
+            raise _too_short(path, shape, size, held)
+        if held > size:
+            raise _trailing_data(path, shape, size)
+    return size
+
+
+def _too_short(path: str, shape: tuple[int, ...], size: int, held: int) -> ValueError:
+    """The error for a file that ends before the data its header declares."""
+    return ValueError(
+        f"load_mnist: {path!r} declares shape {shape} ({size} bytes of data) but holds only "
+        f"{held} bytes of data"
+    )
+
+
+def _trailing_data(path: str, shape: tuple[int, ...], size: int) -> ValueError:
+    """The error for a file that goes on after the data its header declares."""
+    return ValueError(
+        f"load_mnist: {path!r} has data after the {size} bytes that its shape {shape} declares; "
+        "expected the file to end there"
+    )
 
 
 class Batches:

@@ -31,6 +31,29 @@ def test_digits_reject_a_bad_fraction():
         mg.data.load_digits(test_fraction=1.5)
 
 
+
+@pytest.mark.parametrize("fraction, message", [
+    (0.001, "test_fraction=0.001 gives 1797 train and 0 test images, and digit 0 gets no test images"),
+    (0.9999, "test_fraction=0.9999 gives 0 train and 1797 test images, and digit 0 gets no train images"),
+])
+def test_digits_reject_a_fraction_that_empties_a_split(fraction, message):
+    with pytest.raises(ValueError, match=message):
+        mg.data.load_digits(test_fraction=fraction)
+
+
+def test_digits_reject_a_fraction_that_empties_one_digit():
+    # 0.0028 x 178 images of digit 0 rounds to 0, while digits with 179 or more still get one:
+    # the test set is not empty (7 images), but it is no longer stratified.
+    with pytest.raises(ValueError, match="test_fraction=0.0028 gives 1790 train and 7 test images, "
+                                         "and digit 0 gets no test images \\(178 train, 0 test\\)"):
+        mg.data.load_digits(test_fraction=0.0028)
+
+
+def test_digits_accept_the_smallest_fraction_that_fills_every_split():
+    _, y_train, _, y_test = mg.data.load_digits(test_fraction=0.003)
+    assert np.all(np.bincount(y_test, minlength=10) == 1) and len(y_train) == 1787
+
+
 def write_idx(path, array, magic=None, compress=False):
     header = (magic if magic is not None else 0x0800 + array.ndim).to_bytes(4, "big")
     header += b"".join(int(n).to_bytes(4, "big") for n in array.shape)
