@@ -60,6 +60,11 @@ class Module:
     # ---- calling ------------------------------------------------------------------------------
 
     def __call__(self, x: Any, training: bool | None = None) -> Tensor:
+        if training is not None and not isinstance(training, (bool, np.bool_)):
+            # bool("False") is True: a string or a number here is a slip, not a mode.
+            raise TypeError(
+                f"{type(self).__name__}: training must be True, False or None, got {training!r}"
+            )
         if not isinstance(x, Tensor):
             x = Tensor(x)
         if not self.built:
@@ -198,48 +203,81 @@ class Module:
     def load_state_dict(self, values: Mapping[str, Any], source: str = "state_dict") -> None:
         """Copy `values` into the weights, in place (an optimizer keeps working).
 
-        Every key must match a weight, with its shape; anything missing, extra or mis-shaped
-        is an error (KeyError or ValueError naming the key and `source`), checked before any
-        weight is written, so a failed load leaves the module as it was.
+        Every key must match a weight, with its shape, and every value must be one the layer
+        can hold (a moving variance >= 0, a count >= 0: see check_state). Anything missing,
+        extra, mis-shaped or invalid is an error (KeyError or ValueError naming the key and
+        `source`), raised before any weight is written, so a failed load leaves the module
+        exactly as it was.
         """
+        arrays = {}
+        for name, value in values.items():
+            value = value.data if isinstance(value, Tensor) else value
+            arrays[name] = backend.to_numpy(value) if backend.is_array(value) else np.asarray(value)
+        self._check_layout({name: (a.shape, a.dtype) for name, a in arrays.items()}, source)
         weights = dict(self.named_weights())
-        if not weights and values:
+        converted = {name: _converted(name, arrays[name], weight.dtype, source)
+                     for name, weight in weights.items()}
+        for prefix, module in self._named_modules():
+            own = {name[len(prefix):]: value for name, value in converted.items()
+                   if name.startswith(prefix) and "." not in name[len(prefix):]}
+            module.check_state(own, source, prefix)
+        for name, weight in weights.items():
+            weight.data[...] = backend.to_backend(converted[name], weight.backend)
+
+    def check_state(self, values: Mapping[str, np.ndarray], source: str, prefix: str = "") -> None:
+        """Refuse values this module cannot hold (a ValueError naming the weight and `source`).
+
+        values holds this module's own weights by name, already in their dtypes, and prefix
+        is this module's place in the model ("1."), for the message; the base
+        class accepts anything. load_state_dict calls it before writing a single weight.
+        """
+
+    def _named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child._named_modules(f"{prefix}{name}.")
+
+    def _check_layout(self, layout: Mapping[str, tuple[tuple[int, ...], np.dtype]], source: str) -> None:
+        """Names, shapes and dtypes against this module's weights; nothing is read or written."""
+        weights = dict(self.named_weights())
+        if not weights and layout:
             raise ValueError(
                 f"load from {source}: {type(self).__name__} has no weights yet because it is "
                 "not built; call it on a batch or call build(input_shape) first"
             )
-        missing = [name for name in weights if name not in values]
+        missing = [name for name in weights if name not in layout]
         if missing:
             raise KeyError(f"load from {source}: missing weight(s) {missing}")
-        unexpected = [name for name in values if name not in weights]
+        unexpected = [name for name in layout if name not in weights]
         if unexpected:
             raise KeyError(f"load from {source}: unexpected weight(s) {unexpected}")
-        converted = {}
         for name, weight in weights.items():
-            value = values[name]
-            value = value.data if isinstance(value, Tensor) else value
-            value = backend.to_numpy(value) if backend.is_array(value) else np.asarray(value)
-            if value.shape != weight.shape:
+            shape, dtype = layout[name]
+            if tuple(shape) != weight.shape:
                 raise ValueError(
-                    f"load from {source}: weight {name!r} has shape {value.shape}, "
+                    f"load from {source}: weight {name!r} has shape {tuple(shape)}, "
                     f"expected {weight.shape}"
                 )
-            if not np.can_cast(value.dtype, weight.dtype, "same_kind"):
+            if not np.can_cast(dtype, weight.dtype, "same_kind"):
                 raise ValueError(
-                    f"load from {source}: weight {name!r} has dtype {value.dtype}, "
+                    f"load from {source}: weight {name!r} has dtype {dtype}, "
                     f"which does not convert to {weight.dtype}"
                 )
-            converted[name] = value.astype(weight.dtype)
-        for name, weight in weights.items():
-            weight.data[...] = backend.to_backend(converted[name], weight.backend)
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Save state_dict() to `path` as .npz, atomically (see minigrad.nn.state)."""
         state.save_npz(path, self.state_dict())
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Load weights saved by save_weights; a bad file leaves the module untouched."""
-        self.load_state_dict(state.load_npz(path), source=repr(os.fspath(path)))
+        """Load weights saved by save_weights; a bad file leaves the module untouched.
+
+        Never unpickles. The names, shapes and dtypes in the file's headers are checked
+        before any data is read, and no member is read past the size it declares, so a
+        file that lies about its size costs no more memory than the model itself.
+        """
+        source = repr(os.fspath(path))
+        values = state.load_npz(path, check=lambda layout: self._check_layout(layout, source))
+        self.load_state_dict(values, source=source)
 
     def to(self, name: str) -> Module:
         """Move every weight (and its gradient) to backend `name`, in place; returns self."""
@@ -261,3 +299,21 @@ class Module:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _converted(name: str, value: np.ndarray, dtype: np.dtype, source: str) -> np.ndarray:
+    """`value` in `dtype`, refusing a conversion that changes it: an integer that does not fit
+    (a uint64 that would wrap to -1) or a finite float that overflows to inf."""
+    with np.errstate(over="ignore"):  # an overflow is reported below, by name
+        result = value.astype(dtype)
+    if value.dtype.kind in "iub" and dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        changed = value.size > 0 and (int(value.min()) < limits.min or int(value.max()) > limits.max)
+    else:
+        changed = not np.array_equal(np.isfinite(result), np.isfinite(value))
+    if changed:
+        raise ValueError(
+            f"load from {source}: weight {name!r} holds values that {dtype} cannot represent "
+            f"(its dtype is {value.dtype})"
+        )
+    return result
