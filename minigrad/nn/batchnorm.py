@@ -20,7 +20,6 @@ with the biased one. PyTorch's 2-D layer on (N, C, H, W) is BatchNorm(axis=1, ..
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -69,10 +68,7 @@ class BatchNorm(Module):
             or not 0.0 <= momentum <= 1.0
         ):
             raise ValueError(f"BatchNorm: momentum must be in [0, 1] or None, got {momentum!r}")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (
-            math.isfinite(epsilon) and epsilon > 0
-        ):
-            raise ValueError(f"BatchNorm: epsilon must be a finite number > 0, got {epsilon!r}")
+        F.check_epsilon(epsilon, self.dtype, "BatchNorm")
         self.axis = int(axis)
         self.momentum = momentum
         self.epsilon = float(epsilon)
@@ -124,6 +120,8 @@ class BatchNorm(Module):
                 f"BatchNorm(axis={self.axis}) was built for {self.input_ndim}-D inputs with "
                 f"{self.features} features on axis {self.axis}, but got input shape {x.shape}"
             )
+        if x.dtype.kind != "f":
+            x = x.astype(self.dtype)  # integer and bool input is normalized as floats, as in Keras
         training = self.training if training is None else bool(training)
         training = training and self.trainable  # a frozen layer always runs in inference mode
         momentum = self.momentum
@@ -140,6 +138,23 @@ class BatchNorm(Module):
         if training:
             self.num_batches_tracked.data += 1
         return y
+
+    def check_state(self, values: dict[str, np.ndarray], source: str, prefix: str = "") -> None:
+        """Refuse loaded statistics that would break the next call: a negative or non-finite
+        moving variance (NaN at inference), a non-finite moving mean, or a negative batch
+        count (momentum=None would divide by zero)."""
+        problems = {
+            "moving_mean": ("finite", lambda v: np.isfinite(v).all()),
+            "moving_variance": ("finite and >= 0", lambda v: (np.isfinite(v) & (v >= 0)).all()),
+            "num_batches_tracked": (">= 0", lambda v: (v >= 0).all()),
+        }
+        for name, (expected, valid) in problems.items():
+            if name in values and not valid(values[name]):
+                bad = values[name].reshape(-1)
+                raise ValueError(
+                    f"load from {source}: {prefix}{name} must be {expected}, got "
+                    f"{np.array2string(bad[:8], threshold=8)}{' ...' if bad.size > 8 else ''}"
+                )
 
     def extra_repr(self) -> str:
         return (

@@ -44,6 +44,11 @@ def softmax_cross_entropy(logits: Tensor, labels: Any) -> Tensor:
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (batch, classes), got shape {logits.shape}")
     batch, classes = logits.shape
+    if batch == 0 or classes == 0:
+        raise ValueError(
+            f"softmax_cross_entropy: the batch is empty (logits of shape {logits.shape}); the "
+            "mean loss needs at least one example and one class"
+        )
     labels = backend.to_backend(labels.data if isinstance(labels, Tensor) else np.asarray(labels), logits.backend)
     if labels.dtype.kind not in "iu" or labels.shape != (batch,):
         raise ValueError(
@@ -108,6 +113,8 @@ def batch_norm(
                 f"batch_norm: {name} has shape {weight.shape}, expected ({channels},) for "
                 f"input shape {x.shape} with feature axis {axis}"
             )
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"batch_norm: training must be True or False, got {training!r}")
     if form not in BATCH_NORM_FORMS:
         raise ValueError(f"batch_norm: form {form!r} is not one of {BATCH_NORM_FORMS}")
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
@@ -124,7 +131,10 @@ def batch_norm(
         raise ValueError("batch_norm: inference (training=False) needs moving_mean and moving_variance")
 
     # float16 has too little range for squared deviations: compute in (at least) float32.
-    compute_dtype = np.result_type(x.dtype, np.float32)
+    # Integer and bool input is computed in float32 and returned as float, as in Keras.
+    compute_dtype = np.result_type(x.dtype, np.float32) if x.dtype.kind == "f" else np.dtype(np.float32)
+    output_dtype = x.dtype if x.dtype.kind == "f" else compute_dtype
+    check_epsilon(epsilon, compute_dtype, "batch_norm")
     broadcast_shape = tuple(channels if i == feature_axis else 1 for i in range(x.ndim))
 
     def prepared(weight: Tensor | None) -> Tensor | None:
@@ -151,7 +161,19 @@ def batch_norm(
         # Eq. 1 with the moving statistics: in inference the layer is a fixed affine map.
         _, x_hat = normalize(x_compute - mean_b, variance_b, epsilon)
         y = scale_and_shift(x_hat, gamma_b, beta_b)
-    return y.astype(x.dtype)
+    return y.astype(output_dtype)
+
+
+def check_epsilon(epsilon: Any, dtype: Any, caller: str) -> None:
+    """Refuse an epsilon that is not a finite number > 0 in `dtype`: 0 or less gives NaN on a
+    constant feature, and 1e-50 is 0 in float32."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{caller}: epsilon must be a number > 0, got {epsilon!r}")
+    if not (math.isfinite(epsilon) and epsilon > 0 and np.dtype(dtype).type(epsilon) > 0):
+        raise ValueError(
+            f"{caller}: epsilon must be a finite number > 0 that {np.dtype(dtype)} can hold "
+            f"(at least {np.finfo(dtype).smallest_subnormal:.3g}), got {epsilon!r}"
+        )
 
 
 def update_moving_statistics(

@@ -155,16 +155,25 @@ def three_axes(a: Any, feature_axis: int) -> Any:
     return a.reshape(before, a.shape[feature_axis], -1)
 
 
-def channel_sum(a: Any, b: Any = None) -> Any:
-    """sum_i a_i, or sum_i a_i * b_i, per channel of (before, C, after) arrays: shape (1, C, 1)."""
+def channel_sum(a: Any, b: Any = None, accumulate: Any = None) -> Any:
+    """sum_i a_i, or sum_i a_i * b_i, per channel of (before, C, after) arrays: shape (1, C, 1).
+
+    accumulate=np.float64 adds up in float64 and returns the sum in a's dtype: the forward's
+    statistics need it, because a float32 running sum of a million values near 1e4 is off by
+    a few hundredths of itself, and Eq. 3 then measures that error as variance.
+    """
     if backend.get_array_module(a) is not np:
         kernels = _cupy_kernels()
-        total = a.sum(axis=(0, 2)) if b is None else kernels.channel_dot(a, b, axis=(0, 2))
+        if b is None:
+            total = a.sum(axis=(0, 2), dtype=accumulate)
+        else:
+            dot = kernels.channel_dot if accumulate is None else kernels.channel_dot_float64
+            total = dot(a, b, axis=(0, 2))
     elif b is None:
-        total = np.einsum("icj->c", a)  # one pass, faster than a.sum(axis=(0, 2)) here
+        total = np.einsum("icj->c", a, dtype=accumulate)  # one pass, faster than a.sum(axis=(0, 2))
     else:
-        total = np.einsum("icj,icj->c", a, b)  # one pass, and no a * b temporary
-    return total.reshape(1, -1, 1)
+        total = np.einsum("icj,icj->c", a, b, dtype=accumulate)  # one pass, no a * b temporary
+    return total.astype(a.dtype, copy=False).reshape(1, -1, 1)
 
 
 def shift_and_scale(centred: Any, scale: Any, shift: Any) -> Any:
@@ -203,9 +212,9 @@ def fast_forward(x: Any, gamma: Any, beta: Any, feature_axis: int, epsilon: floa
     """
     x3 = three_axes(x, feature_axis)
     m = x3.shape[0] * x3.shape[2]
-    mean = channel_sum(x3) / m  # Eq. 2
+    mean = channel_sum(x3, accumulate=np.float64) / m  # Eq. 2
     centred = x3 - mean
-    variance = channel_sum(centred, centred) / m  # Eq. 3, from centred values
+    variance = channel_sum(centred, centred, accumulate=np.float64) / m  # Eq. 3, from centred values
     inv_std = 1.0 / backend.get_array_module(x).sqrt(variance + epsilon)  # Eq. 1's 1/sqrt(var + eps)
     # gamma * x_hat + beta = (x - mu) * (gamma / sqrt(var + eps)) + beta: x_hat is never stored.
     scale = inv_std if gamma is None else inv_std * gamma.reshape(inv_std.shape)
@@ -241,6 +250,10 @@ def _cupy_kernels() -> SimpleNamespace:
         # sum_i a_i b_i over the reduced axes, without an a * b array in between.
         channel_dot=cupy.ReductionKernel("T a, T b", "T total", "a * b", "a + b", "total = a", "0",
                                          "minigrad_channel_dot"),
+        # The same, adding up in float64 (for the forward's statistics).
+        channel_dot_float64=cupy.ReductionKernel("T a, T b", "float64 total",
+                                                 "(double)a * (double)b", "a + b", "total = a", "0",
+                                                 "minigrad_channel_dot_float64"),
         shift_and_scale=cupy.ElementwiseKernel("T centred, T scale, T shift", "T y",
                                                "y = centred * scale + shift", "minigrad_shift_and_scale"),
         input_gradient=cupy.ElementwiseKernel("T g, T centred, T k, T mean_g, T q", "T d_x",
