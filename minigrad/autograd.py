@@ -13,41 +13,102 @@ graph has no reference cycles and is freed as soon as the last tensor of it goes
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import inspect
+import threading
 import weakref
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from minigrad import backend
 
-_grad_enabled = True
+
+class _GradState(threading.local):
+    """Grad mode, one per thread. The class attribute is what a thread that never set the mode
+    reads, so every new thread starts with recording on, as in PyTorch."""
+
+    enabled = True
+
+
+# Each thread sees its own `enabled`: a no_grad block in a data-loading thread must not stop
+# the training thread from recording its graph.
+_grad_state = _GradState()
 
 
 def is_grad_enabled() -> bool:
-    """True when operations record the graph that backward() needs."""
-    return _grad_enabled
+    """True when operations record the graph that backward() needs (in this thread)."""
+    return _grad_state.enabled
 
 
-class _GradMode(contextlib.ContextDecorator):
+class _GradMode:
+    """Sets this thread's grad mode inside a `with` block, or around each call of a function.
+
+    As a decorator it makes a fresh context per call, so recursive calls and calls from
+    several threads never share the saved previous mode. On a generator function the mode
+    holds while the generator's body runs, and the caller's own mode is back between yields.
+    """
+
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self.previous = _grad_enabled
-        _grad_enabled = self.enabled
+        self.previous = _grad_state.enabled
+        _grad_state.enabled = self.enabled
 
     def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self.previous
+        _grad_state.enabled = self.previous
+
+    def __call__(self, fn: Callable) -> Callable:
+        enabled = self.enabled
+        if inspect.isgeneratorfunction(fn):
+            return _generator_in_mode(fn, enabled)
+
+        @functools.wraps(fn)
+        def in_mode(*args: Any, **kwargs: Any) -> Any:
+            with _GradMode(enabled):
+                return fn(*args, **kwargs)
+
+        return in_mode
+
+
+def _generator_in_mode(fn: Callable, enabled: bool) -> Callable:
+    """Wrap generator function fn so that each step of its body runs in grad mode `enabled`.
+
+    A plain `with` around `yield from` would leave the mode switched for the caller too while
+    the generator is suspended; instead every resumption (next, send, throw, close) is wrapped.
+    """
+
+    @functools.wraps(fn)
+    def in_mode(*args: Any, **kwargs: Any) -> Any:
+        generator = fn(*args, **kwargs)
+        try:
+            with _GradMode(enabled):
+                response = generator.send(None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    with _GradMode(enabled):
+                        generator.close()
+                    raise
+                except BaseException as error:  # thrown in by the caller: pass it on
+                    with _GradMode(enabled):
+                        response = generator.throw(error)
+                else:
+                    with _GradMode(enabled):
+                        response = generator.send(request)
+        except StopIteration as stop:  # the body returned: so do we, with its value
+            return stop.value
+
+    return in_mode
 
 
 def no_grad() -> _GradMode:
-    """Context manager (or decorator) under which operations record no graph."""
+    """Context manager (or decorator) under which operations record no graph (in this thread)."""
     return _GradMode(False)
 
 
 def enable_grad() -> _GradMode:
-    """Context manager (or decorator) that turns graph recording back on."""
+    """Context manager (or decorator) that turns graph recording back on (in this thread)."""
     return _GradMode(True)
 
 
@@ -80,7 +141,7 @@ class Function:
             if type(tensor.data) is not first:
                 _raise_mixed_backends(self, inputs)
         out = Tensor._make(self.forward(*[t.data for t in inputs]))
-        if _grad_enabled:
+        if _grad_state.enabled:
             for tensor in inputs:
                 if tensor.requires_grad:
                     out.requires_grad = True

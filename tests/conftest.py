@@ -44,7 +44,7 @@ def _isolate_global_state():
     previous = mg.get_backend()
     yield
     backends._current = previous
-    autograd._grad_enabled = True
+    autograd._grad_state.enabled = True  # the grad mode of this (the main) thread
 
 
 def normal(shape, seed=0, away_from_zero=False, positive=False):
