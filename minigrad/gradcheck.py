@@ -3,7 +3,8 @@
 gradcheck builds the whole Jacobian both ways. The numeric one moves each element of each
 input by +eps and -eps and takes (f(x + eps) - f(x - eps)) / (2 eps); the analytic one runs
 one backward pass per output element. An entry passes when
-|analytic - numeric| <= atol + rtol * |numeric|, as in numpy.allclose.
+|analytic - numeric| <= atol + rtol * |numeric|, as in numpy.allclose, and both are finite: a NaN
+or an inf (an overflowing function, a 0 * inf in backward) is a failure, never a pass.
 
 gradgradcheck checks second derivatives: it gradchecks the function x -> d(sum(v * f(x)))/dx,
 computed with create_graph=True, for a fixed random v.
@@ -106,8 +107,9 @@ def gradcheck(
     fn takes the inputs and returns a Tensor or a tuple of Tensors. Float inputs (tensors or
     arrays) are copied to float64 and checked (tensors on their backend, arrays on the current
     one); other inputs (integer labels, say) are passed
-    through as they are. Returns a GradcheckReport; raises GradcheckError on a mismatch,
-    naming the input, the element, and the numeric and analytic values.
+    through as they are. Returns a GradcheckReport; raises GradcheckError on a mismatch
+    or a non-finite (NaN, inf) derivative, naming the input, the element, and the numeric and
+    analytic values.
     """
     _check_settings(eps, atol, rtol)
     args, checked = _prepare_inputs(inputs, names)
@@ -120,10 +122,7 @@ def gradcheck(
     report = GradcheckReport(title, eps, atol, rtol)
     worst = None  # (excess over the tolerance, message)
     for (position, name), a, n, x in zip(checked, analytic, numeric, checked_inputs):
-        error = np.abs(a - n)
-        allowed = atol + rtol * np.abs(n)
-        relative = error / np.maximum(np.maximum(np.abs(a), np.abs(n)), atol)
-        excess = error - allowed
+        error, allowed, relative, excess, non_finite = _compare(a, n, atol, rtol)
         passed = not (excess > 0).any()
         report.inputs.append(InputCheck(
             name, x.shape, *_largest(error, x.shape), *_largest(relative, x.shape), passed
@@ -131,12 +130,19 @@ def gradcheck(
         if not passed:
             out_at, in_at = np.unravel_index(np.argmax(excess), excess.shape)
             if worst is None or excess[out_at, in_at] > worst[0]:
-                message = (
+                where = (
                     f"{title} failed for input {name!r} (argument {position}) at element "
                     f"{_element(in_at, x.shape)}, {_output_element(out_at, outputs, output_sizes)}: "
-                    f"numeric {n[out_at, in_at]:.10g}, analytic {a[out_at, in_at]:.10g} "
-                    f"(|difference| {error[out_at, in_at]:.3g} > allowed {allowed[out_at, in_at]:.3g})"
+                    f"numeric {n[out_at, in_at]:.10g}, analytic {a[out_at, in_at]:.10g}"
                 )
+                if non_finite[out_at, in_at]:
+                    cause = _non_finite_cause(a[out_at, in_at], n[out_at, in_at], outputs)
+                    message = f"{where} ({cause})"
+                else:
+                    message = (
+                        f"{where} (|difference| {error[out_at, in_at]:.3g} > allowed "
+                        f"{allowed[out_at, in_at]:.3g})"
+                    )
                 worst = (excess[out_at, in_at], message)
     if worst is not None:
         report.failure = worst[1]
@@ -258,9 +264,43 @@ def _numeric_jacobians(fn, args, inputs, eps, title, total) -> list[np.ndarray]:
             x.data[index] = original - eps
             minus = _flat_values(fn(*args), title)
             x.data[index] = original
-            columns.append((plus - minus) / (2 * eps))
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is reported later
+                columns.append((plus - minus) / (2 * eps))
         jacobians.append(np.stack(columns, axis=1) if columns else np.zeros((total, 0)))
     return jacobians
+
+
+def _compare(analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float) -> tuple:
+    """|analytic - numeric|, what is allowed, the relative error, the excess over the allowed
+    error (positive: fail), and where either Jacobian is non-finite.
+
+    A NaN compares False with everything, so `error > allowed` alone would let a NaN
+    derivative (or an overflow to inf) pass: a non-finite entry counts as an infinite error.
+    """
+    non_finite = ~(np.isfinite(analytic) & np.isfinite(numeric))
+    with np.errstate(invalid="ignore"):  # inf - inf: those entries are replaced just below
+        error = np.abs(analytic - numeric)
+        allowed = atol + rtol * np.abs(numeric)
+        relative = error / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), atol)
+        excess = error - allowed
+    error, relative, excess = (np.where(non_finite, np.inf, e) for e in (error, relative, excess))
+    return error, allowed, relative, excess, non_finite
+
+
+def _non_finite_cause(analytic: float, numeric: float, outputs: list[Tensor]) -> str:
+    """Why a Jacobian entry is not a number: which side is non-finite, and the output that
+    overflowed (or is undefined), if one did: its inf or nan spreads to whole rows and columns."""
+    sides = [label for label, value in (("analytic", analytic), ("numeric", numeric))
+             if not np.isfinite(value)]
+    verb = "is" if len(sides) == 1 else "are"
+    cause = f"the {' and the '.join(sides)} derivative {verb} non-finite"
+    values = _flat_values(outputs, "gradcheck")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        where = _output_element(int(bad[0]), outputs, [o.size for o in outputs])
+        cause += (f"; fn's {where} is itself {values[bad[0]]} at these inputs "
+                  "- it overflows, divides by zero, or is undefined there")
+    return cause
 
 
 def _flat_values(result: Any, title: str) -> np.ndarray:

@@ -30,6 +30,75 @@ class ExpWithConstantDerivative(Function):
         return (grad * Tensor._make(np.exp(self.inputs[0].data)),)
 
 
+class SquareWithOneNaNGradient(Function):
+    """x**2 whose backward is right everywhere but one element, where it gives NaN."""
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, grad):
+        poisoned = np.ones(self.inputs[0].shape)
+        poisoned[1, 2] = np.nan
+        return (grad * self.inputs[0] * 2.0 * Tensor._make(poisoned),)
+
+
+class SquareWithNaNSecondDerivative(Function):
+    """x**2 whose backward adds sqrt(0 * x): zero, so the first derivative is right, but the
+    derivative of sqrt at 0 is inf, and inf * 0 makes the second derivative NaN."""
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, grad):
+        x = self.inputs[0]
+        return (grad * x * 2.0 + (x * 0.0).sqrt(),)
+
+
+def test_a_nan_in_the_analytic_jacobian_fails_and_is_located():
+    report = mg.gradcheck(lambda x: SquareWithOneNaNGradient().apply(x), [normal((2, 3))],
+                          names=["x"], raise_on_failure=False)
+    assert not report.passed
+    # 0 * NaN is NaN: the poisoned element spoils its column of every output row
+    assert "input 'x'" in report.failure and "at element (1, 2), output element" in report.failure
+    assert "analytic nan" in report.failure
+    assert "the analytic derivative is non-finite" in report.failure
+    assert report.inputs[0].max_abs_error == np.inf and report.inputs[0].abs_error_at == (1, 2)
+    with pytest.raises(mg.GradcheckError, match="non-finite"):
+        mg.gradcheck(lambda x: SquareWithOneNaNGradient().apply(x), [normal((2, 3))])
+
+
+def test_a_nan_in_the_numeric_jacobian_fails():
+    x = np.array([1.0, -1.0, 2.0])  # log(-1) is nan: fn is not defined there
+    with np.errstate(invalid="ignore"):
+        report = mg.gradcheck(lambda t: t.log(), [x], raise_on_failure=False)
+    assert not report.passed
+    assert "output element (1,)" in report.failure
+    assert "the numeric derivative is non-finite" in report.failure
+    assert "fn's output element (1,) is itself nan at these inputs" in report.failure
+
+
+def test_an_overflowing_function_fails():
+    x = np.array([0.5, 1.0])  # exp(1000) overflows to inf in float64
+    with np.errstate(over="ignore", invalid="ignore"):
+        report = mg.gradcheck(lambda t: (t * 1000.0).exp(), [x], raise_on_failure=False)
+        with pytest.raises(mg.GradcheckError, match="gradgradcheck failed.*non-finite"):
+            mg.gradgradcheck(lambda t: (t * 1000.0).exp(), [x])
+    assert not report.passed
+    assert "at element (1,)" in report.failure and "derivative is non-finite" in report.failure
+    assert "fn's output element (1,) is itself inf at these inputs - it overflows" in report.failure
+    assert report.inputs[0].passed is False
+
+
+def test_gradgradcheck_catches_a_nan_second_derivative():
+    fn = lambda x: SquareWithNaNSecondDerivative().apply(x)  # noqa: E731
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert mg.gradcheck(fn, [normal(3)]).passed
+        report = mg.gradgradcheck(fn, [normal(3)], raise_on_failure=False)
+    assert not report.passed
+    assert report.failure.startswith("gradgradcheck failed for input 'input 0'")
+    assert "the analytic derivative is non-finite" in report.failure
+
+
 def test_a_wrong_backward_is_caught_and_located():
     with pytest.raises(mg.GradcheckError) as caught:
         mg.gradcheck(lambda x: SquareMissingTheTwo().apply(x), [normal((2, 3))], names=["x"])
