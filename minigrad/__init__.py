@@ -9,7 +9,9 @@
 from minigrad.autograd import enable_grad, grad, is_grad_enabled, no_grad
 from minigrad.backend import get_backend, set_backend, use_backend
 from minigrad.gradcheck import GradcheckError, GradcheckReport, gradcheck, gradgradcheck
-from minigrad.ops import abs, broadcast_to, exp, log, matmul, relu, reshape, sigmoid, sqrt, transpose
+from minigrad.ops import (
+    abs, broadcast_to, exp, log, matmul, relu, reshape, sigmoid, sqrt, tanh, transpose,
+)
 from minigrad.random import manual_seed, rand, randn
 from minigrad.tensor import Tensor, ones, zeros
 from minigrad import data, nn, optim  # noqa: E402  (they build on everything above)
@@ -22,5 +24,5 @@ __all__ = [
     "no_grad", "enable_grad", "is_grad_enabled", "grad",
     "set_backend", "get_backend", "use_backend",
     "gradcheck", "gradgradcheck", "GradcheckError", "GradcheckReport",
-    "exp", "log", "sqrt", "abs", "relu", "sigmoid", "matmul", "reshape", "transpose", "broadcast_to",
+    "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "matmul", "reshape", "transpose", "broadcast_to",
 ]

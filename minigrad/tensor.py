@@ -6,6 +6,7 @@ This file gives them their Python syntax (x + y, x @ w, x.sum(), x[i]) and holds
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,8 @@ class Tensor:
             array = xp.array(backend.to_backend(data, backend.get_backend()), dtype=dtype, copy=True)
         else:
             array = _array_from_python(xp, data, dtype)
-        if array.dtype.kind not in "biuf":
-            raise TypeError(f"Tensor: unsupported dtype {array.dtype}; expected a number type")
+        if array.dtype.kind not in "biuf":  # a complex, string or object array; or dtype=complex
+            raise not_real_error(data if backend.is_array(data) else array, "Tensor")
         self.data = array
         self.grad: Tensor | None = None
         self.requires_grad = False
@@ -193,6 +194,10 @@ class Tensor:
                 )
             return Tensor._make(backend.get_array_module(self.data).ones_like(self.data))
         if not isinstance(grad, Tensor):
+            if not backend.is_array(grad):
+                grad = real_numpy_array(grad, caller)
+            elif grad.dtype.kind not in "biuf":
+                raise not_real_error(grad, caller)
             grad = Tensor._make(backend.get_array_module(self.data).asarray(grad, self.dtype))
         if grad.shape != self.shape:
             raise ValueError(
@@ -305,6 +310,9 @@ class Tensor:
     def sigmoid(self) -> Tensor:
         return ops.sigmoid(self)
 
+    def tanh(self) -> Tensor:
+        return ops.tanh(self)
+
     def reshape(self, *shape: Any) -> Tensor:
         """The same values in a new shape; one dimension may be -1."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -331,13 +339,63 @@ class Tensor:
 
 def _array_from_python(xp: Any, data: Any, dtype: Any) -> Any:
     """Python numbers and (nested) lists: float32 unless `dtype` says otherwise."""
+    array = real_numpy_array(data, "Tensor")
+    return xp.asarray(array.astype(dtype if dtype is not None else np.float32, copy=False))
+
+
+def real_numpy_array(data: Any, caller: str) -> np.ndarray:
+    """`data` (a number or a nested list of numbers) as a NumPy array of real numbers.
+
+    Converting with a float dtype straight away would parse strings ("1.5" becomes 1.5) and
+    turn None into nan, so the values are converted as they are and then checked.
+    """
     try:
-        array = np.asarray(data, dtype=dtype if dtype is not None else np.float32)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"Tensor: cannot make a tensor from {type(data).__name__} {data!r:.60}: {error}"
-        ) from error
-    return xp.asarray(array)
+        array = np.asarray(data)
+    except (TypeError, ValueError) as error:  # ragged lists, objects NumPy cannot read
+        raise TypeError(f"{caller}: cannot make a tensor from {type(data).__name__} "
+                        f"{data!r:.60} ({error}); {_EXPECTED}, of equal lengths") from error
+    # An object array holds Python ints too large for int64 (fine) or non-numbers (not fine).
+    kind = array.dtype.kind
+    if kind not in "biufO" or (kind == "O" and _first_non_real(data) is not _NO_CULPRIT):
+        raise not_real_error(data, caller)
+    return array
+
+
+_EXPECTED = "expected a number, a (nested) list of numbers, or an array"
+_NO_CULPRIT = object()  # what _first_non_real returns when all is well (None can be a culprit)
+
+
+def _first_non_real(data: Any) -> Any:
+    """The first value in (nested) `data` that is not a real number, or _NO_CULPRIT."""
+    if isinstance(data, (list, tuple)):
+        for item in data:
+            culprit = _first_non_real(item)
+            if culprit is not _NO_CULPRIT:
+                return culprit
+        return _NO_CULPRIT
+    if backend.is_array(data) or isinstance(data, Tensor):
+        return _NO_CULPRIT if data.dtype.kind in "biuf" else data
+    return _NO_CULPRIT if isinstance(data, (numbers.Real, np.bool_)) else data
+
+
+def not_real_error(data: Any, caller: str) -> TypeError:
+    """The TypeError for data that is not made of real numbers, naming the value at fault."""
+    culprit = _first_non_real(data) if isinstance(data, (list, tuple)) else data
+    if culprit is _NO_CULPRIT:
+        culprit = data
+    if isinstance(culprit, np.generic):
+        what = f"{type(culprit).__name__} {culprit.item()!r}"
+    elif backend.is_array(culprit) or isinstance(culprit, Tensor):
+        what = f"{type(culprit).__name__} of dtype {culprit.dtype}"
+    else:
+        what = f"{type(culprit).__name__} {culprit!r:.60}"
+    inside = "" if culprit is data else f" inside the {type(data).__name__} {data!r:.60}"
+    if isinstance(culprit, complex) or getattr(getattr(culprit, "dtype", None), "kind", "") == "c":
+        return TypeError(
+            f"{caller}: got a complex value ({what}{inside}); minigrad supports real numbers "
+            "only. Take .real or abs() first, or keep real and imaginary parts in two tensors"
+        )
+    return TypeError(f"{caller}: cannot make a tensor from {what}{inside}; {_EXPECTED}")
 
 
 def zeros(shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:

@@ -34,6 +34,12 @@ CASES = [
     ("pow -1.5", lambda a: a**-1.5, [normal((2, 3), positive=True)]),
     ("pow 0", lambda a: a**0 + a, [normal((2, 3))]),
     ("number ** tensor", lambda a: 2.0**a, [normal((2, 3))]),
+    # tensor ** tensor, positive bases (the exponent's gradient x^y log x needs x > 0)
+    ("pow tensor ** tensor", lambda a, b: a**b, [normal((2, 3), positive=True), normal((2, 3), 1)]),
+    ("pow (3,1) ** (1,4)", lambda a, b: a**b, [normal((3, 1), positive=True), normal((1, 4), 1)]),
+    ("pow (2,3) ** 0-d", lambda a, b: a**b, [normal((2, 3), positive=True), normal((), 1)]),
+    ("pow (4,) ** (2,4)", lambda a, b: a**b, [normal(4, positive=True), normal((2, 4), 1)]),
+    ("pow x ** x", lambda a: a**a, [normal((2, 3), positive=True)]),
     # reused nodes: a node reached along several paths gets the sum
     ("reuse a+a, b*b", lambda x: (x + x) * (x + x), [normal((3,))]),
     ("reuse x*x*x", lambda x: x * x * x, [normal((2, 2))]),
@@ -66,6 +72,8 @@ CASES = [
     ("relu", lambda a: a.relu(), [normal((2, 3), away_from_zero=True)]),
     ("abs", lambda a: abs(a) * a, [normal((2, 3), away_from_zero=True)]),
     ("sigmoid", lambda a: a.sigmoid(), [normal((2, 3)) * 3.0]),
+    ("tanh", lambda a: a.tanh(), [normal((2, 3)) * 2.0]),
+    ("mg.tanh of a product", lambda a, b: mg.tanh(a * b), [normal((3, 1)), normal((1, 4), 1)]),
     ("relu then square", lambda a: a.relu() ** 2, [normal((2, 3), away_from_zero=True)]),
     # shapes
     ("reshape", lambda a: a.reshape(3, -1) * a.reshape(3, 4), [normal((2, 6))]),
@@ -150,6 +158,55 @@ def test_sigmoid_is_stable_for_large_inputs(backend):
 
     np.testing.assert_allclose(y, expit([-1000.0, -30.0, 0.0, 30.0, 1000.0]), rtol=1e-12)
     assert np.isfinite(y).all()
+
+
+def test_tanh_is_stable_for_large_inputs(backend):
+    values = np.array([-1000.0, -30.0, 0.0, 0.5, 30.0, 1000.0])
+    x = mg.Tensor(values, requires_grad=True)
+    y = x.tanh()
+    np.testing.assert_allclose(y.numpy(), np.tanh(values), rtol=1e-12)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 1 - np.tanh(values) ** 2, rtol=1e-12, atol=1e-300)
+    assert np.isfinite(x.grad.numpy()).all()
+    assert mg.ops.tanh is mg.tanh
+
+
+MATMUL_SHAPES = [
+    ((3,), (3,)),
+    ((3,), (3, 4)),
+    ((2, 3), (3,)),
+    ((2, 3), (3, 4)),
+    ((3,), (5, 3, 4)),
+    ((5, 2, 3), (3,)),
+    ((5, 2, 3), (5, 3, 4)),
+    ((5, 2, 3), (3, 4)),
+    ((2, 3), (5, 3, 4)),
+    ((1, 2, 3), (5, 3, 4)),
+    ((2, 1, 2, 3), (5, 3, 4)),
+    ((3,), (2, 1, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("a_shape, b_shape", MATMUL_SHAPES, 
+                         ids=[f"{a}@{b}" for a, b in MATMUL_SHAPES])
+def test_matmul_shapes_and_values_match_numpy(backend, a_shape, b_shape):
+    a, b = normal(a_shape), normal(b_shape, 1)
+    out = mg.Tensor(a) @ mg.Tensor(b)
+    expected = a @ b
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+
+
+def test_vector_at_vector_is_a_0d_dot_product_with_right_gradients(backend):
+    a, b = normal(3), normal(3, 1)
+    out = mg.Tensor(a) @ mg.Tensor(b)
+    assert out.shape == () and out.item() == pytest.approx(float(a @ b))
+    fn = on_backend(backend, lambda x, y: x @ y)
+    assert mg.gradcheck(fn, [a, b]).passed
+    assert mg.gradgradcheck(fn, [a, b]).passed
+    x = mg.Tensor(a, requires_grad=True)
+    (x @ mg.Tensor(b)).backward()  # a one-element result needs no grad argument
+    np.testing.assert_allclose(x.grad.numpy(), b)
 
 
 def test_a_gradient_has_the_dtype_of_its_tensor(backend):

@@ -1,18 +1,19 @@
 """The differentiable operations, one Function each: forward on arrays beside backward in Tensors.
 
-arithmetic: + - * / ** and comparisons; elementwise: exp, log, sqrt, abs, relu, sigmoid, astype;
-reduce: sum, mean, max; shape: reshape, transpose, broadcast_to, indexing; linalg: matmul.
+arithmetic: + - * / ** and comparisons; elementwise: exp, log, sqrt, abs, relu, sigmoid,
+tanh, astype; reduce: sum, mean, max; shape: reshape, transpose, broadcast_to, indexing;
+linalg: matmul.
 """
 
 from minigrad.ops.arithmetic import add, compare, div, mul, neg, pow, rpow, sub
-from minigrad.ops.elementwise import abs, astype, exp, log, relu, sigmoid, sqrt
+from minigrad.ops.elementwise import abs, astype, exp, log, relu, sigmoid, sqrt, tanh
 from minigrad.ops.linalg import matmul
 from minigrad.ops.reduce import max, mean, sum
 from minigrad.ops.shape import broadcast_to, getitem, reshape, sum_to, transpose
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "rpow", "compare",
-    "exp", "log", "sqrt", "abs", "relu", "sigmoid", "astype",
+    "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "astype",
     "sum", "mean", "max",
     "reshape", "transpose", "broadcast_to", "getitem", "sum_to",
     "matmul",

@@ -12,9 +12,12 @@ import numpy as np
 from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.ops.shape import sum_to
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, not_real_error, real_numpy_array
 
-_SCALARS = (int, float, np.number, np.bool_)
+# Real numbers. Complex ones are refused: a real function of a complex input has no gradient
+# in the sense backward() computes, and NumPy would silently drop the imaginary part.
+_SCALARS = (int, float, np.integer, np.floating, np.bool_)
+_CONTEXT = "Tensor operation"  # how errors about an operand begin
 
 
 def as_tensor(value: Any, like: Tensor) -> Tensor:
@@ -22,22 +25,31 @@ def as_tensor(value: Any, like: Tensor) -> Tensor:
 
     Python and NumPy scalars and lists take `like`'s backend and dtype, so 2.0 * x stays
     float32 when x is float32 (they are "weak", as in NumPy 2 and PyTorch). Arrays keep their
-    own dtype and backend; combining backends is then an error.
+    own dtype and backend; combining backends is then an error. Complex numbers, strings and
+    other non-numbers are refused with a TypeError.
     """
     if isinstance(value, Tensor):
         return value
-    if not isinstance(value, (_SCALARS, list, tuple)):
-        if not backend.is_array(value):
-            raise TypeError(
-                f"cannot combine a Tensor with {type(value).__name__}; expected a Tensor, "
-                "a number, a list or an array"
-            )
-        return Tensor._make(backend.get_array_module(value).asarray(value))
     kind = like.data.dtype.kind
-    # A float scalar meeting an integer tensor makes a float result, as in NumPy.
-    keep_dtype = kind == "f" or (kind in "iu" and not isinstance(value, (float, np.floating)))
     xp = backend.get_array_module(like.data)
-    return Tensor._make(xp.asarray(value, dtype=like.data.dtype if keep_dtype else None))
+    if isinstance(value, _SCALARS):
+        # A float scalar meeting an integer tensor makes a float result, as in NumPy.
+        keep_dtype = kind == "f" or (kind in "iu" and not isinstance(value, (float, np.floating)))
+        return Tensor._make(xp.asarray(value, dtype=like.data.dtype if keep_dtype else None))
+    if isinstance(value, (list, tuple)):
+        array = real_numpy_array(value, _CONTEXT)
+        keep_dtype = kind == "f" or (kind in "iu" and array.dtype.kind in "biu")
+        return Tensor._make(xp.asarray(array, dtype=like.data.dtype if keep_dtype else None))
+    if backend.is_array(value):
+        if value.dtype.kind not in "biuf":
+            raise not_real_error(value, _CONTEXT)
+        return Tensor._make(backend.get_array_module(value).asarray(value))
+    if isinstance(value, complex):
+        raise not_real_error(value, _CONTEXT)
+    raise TypeError(
+        f"cannot combine a Tensor with {type(value).__name__} {value!r:.60}; expected a Tensor, "
+        "a real number, a list or an array"
+    )
 
 
 def as_operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
@@ -49,13 +61,14 @@ def as_operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def _binary(fn: Function, a: Any, b: Any) -> Tensor:
+def _binary(fn: Function, a: Any, b: Any, name: str | None = None) -> Tensor:
     a, b = as_operands(a, b)
     try:
         return fn.apply(a, b)
     except ValueError:
+        name = name or fn.name.lower()
         raise ValueError(
-            f"{fn.name.lower()}: shapes {a.shape} and {b.shape} cannot be broadcast together"
+            f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together"
         ) from None
 
 
@@ -133,6 +146,27 @@ class Pow(Function):
         return (grad * self.exponent * x ** (self.exponent - 1),)
 
 
+class PowTensor(Function):
+    """x ** y for two tensors, broadcasting.
+
+    The forward follows NumPy (nan for a negative base with a non-integer exponent). The
+    exponent's gradient x^y log x needs x > 0: where x <= 0 it is nan (-inf times 0 at x = 0),
+    as PyTorch's is for x < 0. The base's gradient y x^(y-1) needs no such care.
+    """
+
+    keeps_output = True  # d(x^y)/dy = x^y log x: reuse the result
+
+    def forward(self, x, y):
+        return x**y
+
+    def backward(self, grad):
+        x, y = self.inputs
+        return (
+            sum_to(grad * y * x ** (y - 1.0), x.shape) if x.requires_grad else None,
+            sum_to(grad * self.output() * x.log(), y.shape) if y.requires_grad else None,
+        )
+
+
 def add(a: Any, b: Any) -> Tensor:
     """a + b, broadcasting."""
     return _binary(Add(), a, b)
@@ -159,22 +193,25 @@ def neg(x: Tensor) -> Tensor:
 
 
 def pow(x: Tensor, exponent: Any) -> Tensor:
-    """x ** exponent, for a number `exponent` (not a tensor)."""
-    if not isinstance(exponent, _SCALARS):
-        raise TypeError(
-            f"pow: the exponent must be a number, got {type(exponent).__name__}; "
-            "for a tensor exponent y write (y * x.log()).exp()"
-        )
-    # A NumPy scalar exponent would promote float32 to float64 (NumPy scalars are not "weak"
-    # under NEP 50); as a Python number it keeps x's dtype.
-    return Pow(exponent.item() if isinstance(exponent, np.generic) else exponent).apply(x)
+    """x ** exponent: a number exponent, or a tensor (or array) one that broadcasts with x.
+
+    A tensor exponent's gradient, x^y log x, needs a positive base (see PowTensor).
+    """
+    if isinstance(exponent, _SCALARS):
+        # A NumPy scalar exponent would promote float32 to float64 (NumPy scalars are not
+        # "weak" under NEP 50); as a Python number it keeps x's dtype.
+        return Pow(exponent.item() if isinstance(exponent, np.generic) else exponent).apply(x)
+    return _binary(PowTensor(), x, exponent, name="pow")
 
 
 def rpow(base: Any, x: Tensor) -> Tensor:
-    """base ** x for a positive number `base`, as exp(x * log(base))."""
-    if not isinstance(base, _SCALARS) or base <= 0:
-        raise ValueError(f"pow: number ** Tensor needs a positive number base, got {base!r}")
-    return (x * math.log(base)).exp()
+    """base ** x: a positive number base as exp(x * log(base)); an array or list base through
+    PowTensor (broadcasting)."""
+    if isinstance(base, _SCALARS):
+        if base <= 0:
+            raise ValueError(f"pow: number ** Tensor needs a positive number base, got {base!r}")
+        return (x * math.log(base)).exp()
+    return _binary(PowTensor(), base, x, name="pow")  # as_tensor refuses what is not real
 
 
 _COMPARISONS = {

@@ -1,4 +1,5 @@
-"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, sigmoid, and a dtype cast."""
+"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, sigmoid, tanh, and a dtype
+cast."""
 
 from __future__ import annotations
 
@@ -75,6 +76,19 @@ class Sigmoid(Function):
         return (grad * y * (1.0 - y),)
 
 
+class Tanh(Function):
+    keeps_output = True  # d tanh(x)/dx = 1 - y^2: reuse the result y
+
+    def forward(self, x):
+        # NumPy's and CuPy's tanh saturate at +-1 for large |x|; the textbook
+        # (e^x - e^-x) / (e^x + e^-x) would give inf / inf = nan there.
+        return backend.get_array_module(x).tanh(x)
+
+    def backward(self, grad):
+        y = self.output()
+        return (grad * (1.0 - y * y),)
+
+
 class AsType(Function):
     def __init__(self, dtype: Any) -> None:
         self.dtype = np.dtype(dtype)
@@ -114,6 +128,11 @@ def relu(x: Tensor) -> Tensor:
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + e^-x), elementwise, without overflow for large |x|."""
     return Sigmoid().apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent, elementwise, without overflow for large |x|."""
+    return Tanh().apply(x)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:

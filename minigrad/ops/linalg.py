@@ -31,7 +31,8 @@ class MatMul(Function):
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    """a @ b. 1-D operands are treated as a row (first) or a column (second), as in NumPy."""
+    """a @ b. 1-D operands are treated as a row (first) or a column (second), as in NumPy, so a
+    vector @ vector is a 0-d tensor (the dot product)."""
     a, b = as_operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 axis, got shapes {a.shape} and {b.shape}")
@@ -42,12 +43,15 @@ def matmul(a: Any, b: Any) -> Tensor:
             f"({a.shape[-1]}) must equal the {'only' if b.ndim == 1 else 'second-to-last'} axis "
             f"of the second ({inner_b})"
         )
-    if a.ndim == 1:
-        out = matmul(a.reshape(1, -1), b)
-        return out.reshape(out.shape[:-2] + out.shape[-1:])
-    if b.ndim == 1:
-        out = matmul(a, b.reshape(-1, 1))
-        return out.reshape(out.shape[:-1])
+    if a.ndim == 1 or b.ndim == 1:
+        # NumPy's rule: a 1-D first operand is a row (1, n), a 1-D second one a column (n, 1),
+        # and the axis so added is removed from the result: vector @ vector is 0-d.
+        row = a.reshape(1, -1) if a.ndim == 1 else a
+        column = b.reshape(-1, 1) if b.ndim == 1 else b
+        out = matmul(row, column)
+        rows = () if a.ndim == 1 else out.shape[-2:-1]
+        columns = () if b.ndim == 1 else out.shape[-1:]
+        return out.reshape(out.shape[:-2] + rows + columns)
     try:
         return MatMul().apply(a, b)
     except ValueError:
