@@ -106,11 +106,12 @@ def load_npz(
         archive = zipfile.ZipFile(path)
     with archive:
         with _named_errors(path):
-            members = {name: _header(archive, info) for name, info in _members(archive).items()}
+            members = _members(archive)
+            headers = {name: _header(archive, info) for name, info in members.items()}
         if check is not None:
-            check({name: (shape, dtype) for name, (shape, dtype, _) in members.items()})
+            check({name: (shape, dtype) for name, (shape, dtype, _) in headers.items()})
         with _named_errors(path):
-            return {name: _data(archive, info, name) for name, info in _members(archive).items()}
+            return {name: _data(archive, info, name) for name, info in members.items()}
 
 
 @contextlib.contextmanager
