@@ -37,6 +37,15 @@ def write_gzip_bomb(path, header, inflated_mib):
             file.write(zeros)
 
 
+def replace_idx(path, content, compress):
+    """Put `content` where load_mnist reads `path`: the raw file, or a .gz instead of it."""
+    if compress:
+        path.unlink()
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(content))
+    else:
+        path.write_bytes(content)
+
+
 PEAK_RSS = """
     import resource, sys
     from minigrad.data import load_mnist
@@ -76,11 +85,7 @@ def test_an_enormous_declared_shape_is_refused_before_reading(tmp_path, compress
     path = tmp_path / MNIST_FILES["x_train"]
     huge = 0xFFFFFFFF
     content = idx_header(huge, huge, huge) + bytes(100)
-    if compress:
-        path.unlink()
-        (tmp_path / (path.name + ".gz")).write_bytes(gzip.compress(content))
-    else:
-        path.write_bytes(content)
+    replace_idx(path, content, compress)
     declared = f"\\({huge}, {huge}, {huge}\\), {huge ** 3} bytes"  # np.prod would wrap this around
     with pytest.raises(ValueError, match=f"train-images-idx3-ubyte(.gz)?' declares shape {declared} "
                                          "of data, more than the 1073741824 bytes"):
@@ -107,11 +112,7 @@ def test_data_after_the_declared_shape_is_refused(tmp_path, compress):
     small_mnist(tmp_path)
     path = tmp_path / MNIST_FILES["y_test"]
     content = idx_header(3) + bytes([1, 2, 3]) + b"extra"
-    if compress:
-        path.unlink()
-        (tmp_path / (path.name + ".gz")).write_bytes(gzip.compress(content))
-    else:
-        path.write_bytes(content)
+    replace_idx(path, content, compress)
     with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte(.gz)?' has data after the 3 bytes "
                                          "that its shape \\(3,\\) declares"):
         mg.data.load_mnist(tmp_path)
@@ -122,11 +123,7 @@ def test_data_shorter_than_the_declared_shape_is_refused(tmp_path, compress):
     small_mnist(tmp_path)
     path = tmp_path / MNIST_FILES["y_test"]
     content = idx_header(3) + bytes([1, 2])
-    if compress:
-        path.unlink()
-        (tmp_path / (path.name + ".gz")).write_bytes(gzip.compress(content))
-    else:
-        path.write_bytes(content)
+    replace_idx(path, content, compress)
     with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte(.gz)?' declares shape \\(3,\\) "
                                          "\\(3 bytes of data\\) but holds only 2 bytes"):
         mg.data.load_mnist(tmp_path)
