@@ -40,14 +40,9 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     test = np.zeros(len(labels), dtype=bool)
     for digit in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == digit))
-        test[members[: _test_count(len(members), test_fraction)]] = True
+        test[members[: int(round(len(members) * test_fraction))]] = True
     _check_split(labels, test, test_fraction)
     return images[~test], labels[~test], images[test], labels[test]
-
-
-def _test_count(members: int, test_fraction: float) -> int:
-    """How many of one digit's `members` images go to the test set."""
-    return int(round(members * test_fraction))
 
 
 def _check_split(labels: np.ndarray, test: np.ndarray, test_fraction: float) -> None:
