@@ -13,17 +13,14 @@
 # Run: python lessons/01_normalize_a_feature.py   (a second; --quick changes nothing here)
 
 # %%
-import argparse
-import os
 
 import numpy as np
 
 import minigrad as mg
+from minigrad import lesson
 from minigrad.ops.batch_norm import normalize  # Eq. 1 lives here, once
 
-parser = argparse.ArgumentParser(description="Lesson 1: normalizing a feature (Eq. 1)")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+QUICK = lesson.options("Lesson 1: normalizing a feature (Eq. 1)").quick
 EPSILON = 1e-3  # Keras's default
 
 # %% [markdown]

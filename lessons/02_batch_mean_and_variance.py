@@ -12,17 +12,14 @@
 # Run: python lessons/02_batch_mean_and_variance.py   (a second)
 
 # %%
-import argparse
-import os
 
 import numpy as np
 
 import minigrad as mg
+from minigrad import lesson
 from minigrad.ops.batch_norm import batch_moments, normalize  # Eq. 2 and 3, and Eq. 1
 
-parser = argparse.ArgumentParser(description="Lesson 2: batch mean and variance (Eq. 2, 3)")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+QUICK = lesson.options("Lesson 2: batch mean and variance (Eq. 2, 3)").quick
 
 # %% [markdown]
 # ## Eq. 2 and 3 on a batch of digits

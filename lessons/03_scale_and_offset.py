@@ -13,17 +13,14 @@
 # Run: python lessons/03_scale_and_offset.py   (a second)
 
 # %%
-import argparse
-import os
 
 import numpy as np
 
 import minigrad as mg
+from minigrad import lesson
 from minigrad.ops.batch_norm import scale_and_shift  # y = gamma x_hat + beta lives here
 
-parser = argparse.ArgumentParser(description="Lesson 3: scale and offset")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+QUICK = lesson.options("Lesson 3: scale and offset").quick
 
 # %% [markdown]
 # ## Without gamma and beta, a sigmoid only sees its linear middle

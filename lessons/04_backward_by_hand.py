@@ -18,18 +18,15 @@
 # Run: python lessons/04_backward_by_hand.py   (a few seconds)
 
 # %%
-import argparse
-import os
 
 import numpy as np
 
 import minigrad as mg
+from minigrad import lesson
 from minigrad.nn import functional as F
 from minigrad.ops.batch_norm import batch_moments, normalize, scale_and_shift
 
-parser = argparse.ArgumentParser(description="Lesson 4: the paper's backward pass")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+QUICK = lesson.options("Lesson 4: the paper's backward pass").quick
 EPSILON = 1e-3
 
 # %% [markdown]

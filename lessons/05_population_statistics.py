@@ -15,18 +15,15 @@
 # Run: python lessons/05_population_statistics.py   (a few seconds; --quick: a second)
 
 # %%
-import argparse
-import os
 
 import numpy as np
 
 import minigrad as mg
+from minigrad import lesson
 from minigrad.nn import functional as F
 from minigrad.ops.batch_norm import batch_moments  # Eq. 2 and Eq. 3 (the batch part) live here
 
-parser = argparse.ArgumentParser(description="Lesson 5: population statistics (Eq. 3, 4)")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+QUICK = lesson.options("Lesson 5: population statistics (Eq. 3, 4)").quick
 
 # %% [markdown]
 # ## The features: what a BatchNorm after a first Dense layer would see

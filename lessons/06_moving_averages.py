@@ -20,21 +20,14 @@
 # Run: python lessons/06_moving_averages.py   (a few seconds; --quick is the same)
 
 # %%
-import argparse
-from pathlib import Path
+import numpy as np
 
-import matplotlib
+import minigrad as mg
+from minigrad import lesson
+from minigrad.ops.batch_norm import batch_moments  # (Eq. 2 and 3)
 
-matplotlib.use("Agg")  # headless: write files, open no windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import minigrad as mg  # noqa: E402
-from minigrad.ops.batch_norm import batch_moments  # noqa: E402  (Eq. 2 and 3)
-
-parser = argparse.ArgumentParser(description="Lesson 6: moving averages (Eq. 5, 6)")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-parser.parse_args()  # --quick (or MINIGRAD_QUICK=1) is accepted; this lesson takes seconds anyway
+lesson.options("Lesson 6: moving averages (Eq. 5, 6)")  # --quick is accepted; this lesson takes seconds anyway
+plt = lesson.pyplot()
 
 # %% [markdown]
 # ## The stream: a Dense layer's output on digits, and the Dense layer changes at step 400
@@ -174,12 +167,9 @@ for axes, k in ((mean_axes, 0), (variance_axes, 1)):
     axes.plot(steps, true_values, "k:", label="the truth (full data)")
     axes.axvline(CHANGE, color="grey", linewidth=0.5)
     axes.set(xlabel="step")
-mean_axes.set(title="moving mean of feature 0")
-variance_axes.set(title="moving variance of feature 0")
-mean_axes.legend(fontsize="small")
-figure.tight_layout()
-Path("runs").mkdir(exist_ok=True)
-plot_path = Path("runs") / "lesson06_moving_averages.png"
-figure.savefig(plot_path, dpi=110)
-plt.close(figure)
-print(f"plot of the three moving averages: {plot_path.resolve()}")
+mean_axes.set(title="moving mean of feature 0", ylabel="moving mean")
+variance_axes.set(title="moving variance of feature 0", ylabel="moving variance")
+handles, labels = mean_axes.get_legend_handles_labels()
+figure.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
+figure.tight_layout(rect=(0, 0.14, 1, 1))
+print(f"plot of the three moving averages: {lesson.keep(figure, 'lesson06_moving_averages.png')}")

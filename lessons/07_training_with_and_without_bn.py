@@ -20,23 +20,17 @@
 # Run: python lessons/07_training_with_and_without_bn.py   (about 40 s on 2 cores; --quick: seconds)
 
 # %%
-import argparse
-import os
 import statistics
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # headless: write files, open no windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import minigrad as mg
+from minigrad import lesson
 
-import minigrad as mg  # noqa: E402
-from minigrad.training import fit, paper_mlp  # noqa: E402
-
-parser = argparse.ArgumentParser(description="Lesson 7: training with and without BatchNorm")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+options = lesson.options("Lesson 7: training with and without BatchNorm")
+QUICK = options.quick
+plt = lesson.pyplot()
 
 TARGET = 0.95
 ACTIVATIONS = ["relu"] if QUICK else ["sigmoid", "relu"]
@@ -44,7 +38,7 @@ LEARNING_RATES = [0.5, 1.0] if QUICK else [0.1, 0.5, 1.0]
 SEEDS = [0] if QUICK else [0, 1, 2]
 STEPS = 200 if QUICK else 700
 BN_MOMENTUM = 0.9  # why not Keras's 0.99: see the last part of this lesson
-RUNS = Path("runs")
+RUNS = lesson.runs_dir()
 data = mg.data.load_digits(seed=0)
 print(f"digits: {len(data[0])} training and {len(data[2])} test images of 8x8 pixels; "
       f"{STEPS} steps of batch 60 = {STEPS * 60 / len(data[0]):.0f} epochs per run")
@@ -52,25 +46,24 @@ print(f"digits: {len(data[0])} training and {len(data[2])} test images of 8x8 pi
 # %% [markdown]
 # ## The sweep
 # Each configuration is trained from the same seeds, so a BatchNorm run and a plain run
-# with the same seed see the same batches in the same order. Progress prints as it goes.
+# with the same seed see the same batches in the same order. The runs are independent, so
+# they run side by side, one per core, each with one BLAS thread (lesson.run_parallel):
+# every run seeds its own randomness, so the results are exactly those of a serial run.
+# Progress prints as they finish, in order.
 
 # %%
-results = {}  # (activation, batch_norm, learning_rate) -> list of History, one per seed
 configurations = [(a, bn, lr) for a in ACTIVATIONS for bn in (False, True) for lr in LEARNING_RATES]
-total = len(configurations) * len(SEEDS)
-done = 0
-for activation, batch_norm, lr in configurations:
-    for seed in SEEDS:
-        name = f"{activation}-{'bn' if batch_norm else 'plain'}-lr{lr}-seed{seed}"
-        history = fit(paper_mlp(activation, batch_norm, bn_momentum=BN_MOMENTUM), data,
-                      learning_rate=lr, steps=STEPS, seed=seed, eval_every=20,
-                      log_path=RUNS / "lesson07" / f"{name}.csv")
-        results.setdefault((activation, batch_norm, lr), []).append(history)
-        done += 1
-        reached = history.steps_to(TARGET)
-        print(f"[{done:2d}/{total}] {name:26s} {TARGET:.0%} at step "
-              f"{reached if reached is not None else '-':>4}, final {history.final_accuracy:6.1%}"
-              f"{'  DIVERGED' if history.diverged else ''}  ({history.seconds:.1f} s)", flush=True)
+jobs = [dict(activation=activation, batch_norm=batch_norm, bn_momentum=BN_MOMENTUM, learning_rate=lr,
+             steps=STEPS, seed=seed, eval_every=20,
+             log_path=RUNS / "lesson07" / f"{activation}-{'bn' if batch_norm else 'plain'}-lr{lr}-seed{seed}.csv")
+        for activation, batch_norm, lr in configurations for seed in SEEDS]
+results = {}  # (activation, batch_norm, learning_rate) -> list of History, one per seed
+for done, (job, history) in enumerate(zip(jobs, lesson.run_parallel(lesson.train_paper_mlp, jobs)), 1):
+    results.setdefault((job["activation"], job["batch_norm"], job["learning_rate"]), []).append(history)
+    reached = history.steps_to(TARGET)
+    print(f"[{done:2d}/{len(jobs)}] {job['log_path'].stem:26s} {TARGET:.0%} at step "
+          f"{reached if reached is not None else '-':>4}, final {history.final_accuracy:6.1%}"
+          f"{'  DIVERGED' if history.diverged else ''}  ({history.seconds:.1f} s)", flush=True)
 
 # %% [markdown]
 # ## The table
@@ -137,7 +130,7 @@ for activation in ACTIVATIONS:
 # %% [markdown]
 # ## The plot: test accuracy against steps
 # One panel per activation and learning rate; the line is the median over seeds and the
-# band spans the seeds.
+# band spans the seeds (from the lowest to the highest).
 
 # %%
 def band(axes, histories, label, colour):
@@ -147,26 +140,28 @@ def band(axes, histories, label, colour):
     axes.fill_between(steps, accuracies.min(axis=0), accuracies.max(axis=0), color=colour, alpha=0.2)
 
 
-RUNS.mkdir(exist_ok=True)
+def finish(figure, axes, title, seeds):
+    """The 95% line on every panel, one legend for all of them, and what the band means."""
+    for each in np.ravel(axes):
+        each.axhline(TARGET, color="grey", linestyle=":", linewidth=1, label=f"{TARGET:.0%} target")
+        each.set(ylim=(0, 1), ylabel="test accuracy (inference mode)")
+    handles, labels = np.ravel(axes)[0].get_legend_handles_labels()
+    figure.suptitle(f"{title}\nline: median over {seeds} seed{'s' if seeds > 1 else ''}; band: min to max over the seeds",
+                    fontsize="medium")
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+
+
 figure, grid = plt.subplots(len(ACTIVATIONS), len(LEARNING_RATES), figsize=(4 * len(LEARNING_RATES),
-                            3.2 * len(ACTIVATIONS)), sharex=True, sharey=True, squeeze=False)
+                            3.2 * len(ACTIVATIONS) + 1), sharex=True, sharey=True, squeeze=False)
 for row, activation in enumerate(ACTIVATIONS):
     for column, lr in enumerate(LEARNING_RATES):
         axes = grid[row][column]
         band(axes, results[activation, False, lr], "without BatchNorm", "tab:orange")
         band(axes, results[activation, True, lr], "with BatchNorm", "tab:blue")
-        axes.axhline(TARGET, color="grey", linestyle=":", linewidth=1)
-        axes.set(title=f"{activation}, lr {lr}", ylim=(0, 1))
-        if row == len(ACTIVATIONS) - 1:
-            axes.set_xlabel("step")
-        if column == 0:
-            axes.set_ylabel("test accuracy")
-grid[0][0].legend(loc="lower right", fontsize="small")
-figure.tight_layout()
-curves_path = RUNS / "lesson07_test_accuracy.png"
-figure.savefig(curves_path, dpi=110)
-plt.close(figure)
-print(f"plot of test accuracy against steps: {curves_path.resolve()}")
+        axes.set(title=f"{activation}, lr {lr}", xlabel="step")
+finish(figure, grid, "The paper's network on the digits, with and without BatchNorm", len(SEEDS))
+print(f"plot of test accuracy against steps: {lesson.keep(figure, 'lesson07_test_accuracy.png')}")
 
 # %% [markdown]
 # ## Why momentum 0.9 and not Keras's 0.99: the warm-up of the moving statistics
@@ -181,29 +176,29 @@ print(f"plot of test accuracy against steps: {curves_path.resolve()}")
 # Here: the ReLU + BatchNorm network at lr 0.5, with momentum 0.99, 0.9 and 0.
 
 # %%
-warmup = {}
-for momentum in (0.99, 0.9, 0.0):
-    warmup[momentum] = [
-        fit(paper_mlp("relu", True, bn_momentum=momentum), data, learning_rate=0.5, steps=min(STEPS, 300),
-            seed=seed, eval_every=20, log_path=RUNS / "lesson07" / f"warmup-momentum{momentum}-seed{seed}.csv")
-        for seed in SEEDS[:2]
-    ]
-    early = np.median([h.test_accuracy[h.step.index(100)] for h in warmup[momentum]])
+MOMENTA = (0.99, 0.9, 0.0)
+warmup_jobs = [dict(activation="relu", batch_norm=True, bn_momentum=momentum, learning_rate=0.5,
+                    steps=min(STEPS, 300), seed=seed, eval_every=20,
+                    log_path=RUNS / "lesson07" / f"warmup-momentum{momentum}-seed{seed}.csv")
+               for momentum in MOMENTA for seed in SEEDS[:2]]
+warmup = {momentum: [] for momentum in MOMENTA}
+for job, history in zip(warmup_jobs, lesson.run_parallel(lesson.train_paper_mlp, warmup_jobs)):
+    warmup[job["bn_momentum"]].append(history)
+for momentum, histories in warmup.items():
+    early = np.median([h.test_accuracy[h.step.index(100)] for h in histories])
     print(f"momentum {momentum:4}: test accuracy at step 100 {early:.1%}, "
-          f"{TARGET:.0%} at step {shown(median_steps(warmup[momentum]))}, "
+          f"{TARGET:.0%} at step {shown(median_steps(histories))}, "
           f"the initial statistics still weigh {momentum ** 100:.2g} there")
 assert median_steps(warmup[0.99]) >= 3 * median_steps(warmup[0.9]), "0.99 should lag well behind 0.9"
+print("So the moving statistics, not the network, hold momentum 0.99 back: judged in inference "
+      "mode, the same network looks untrained until the initial statistics have decayed away.")
 
-figure, axes = plt.subplots(figsize=(6, 3.5))
+figure, axes = plt.subplots(figsize=(6, 4.2))
 for momentum, colour in zip(warmup, ["tab:red", "tab:blue", "tab:green"]):
     band(axes, warmup[momentum], f"momentum {momentum}", colour)
-axes.axhline(TARGET, color="grey", linestyle=":", linewidth=1)
-axes.set(xlabel="step", ylabel="test accuracy (inference mode)", ylim=(0, 1),
-         title="ReLU + BatchNorm, lr 0.5: warm-up of the moving statistics")
-axes.legend(loc="lower right", fontsize="small")
-figure.tight_layout()
-warmup_path = RUNS / "lesson07_momentum_warmup.png"
-figure.savefig(warmup_path, dpi=110)
-plt.close(figure)
-print(f"plot of the warm-up: {warmup_path.resolve()}")
-print(f"run logs: {(RUNS / 'lesson07').resolve()}  (python scripts/plot_curves.py runs/lesson07/*.csv -o curves.png)")
+axes.set(xlabel="step")
+finish(figure, np.array([axes]), "ReLU + BatchNorm, lr 0.5: warm-up of the moving statistics", len(SEEDS[:2]))
+print(f"plot of the warm-up: {lesson.keep(figure, 'lesson07_momentum_warmup.png')}")
+plot_curves = Path(mg.__file__).resolve().parent.parent / "scripts" / "plot_curves.py"
+print(f"run logs: {RUNS / 'lesson07'}\n  plot them, grouped over seeds: python {plot_curves} "
+      f"{RUNS / 'lesson07'}/*.csv --group --target {TARGET} -o {RUNS / 'lesson07_curves.png'}")

@@ -19,23 +19,15 @@
 # Run: python lessons/08_internal_covariate_shift.py   (about 10 s; --quick: seconds)
 
 # %%
-import argparse
-import os
-from pathlib import Path
+import numpy as np
 
-import matplotlib
+import minigrad as mg
+from minigrad import lesson
+from minigrad.nn.layers import Sigmoid
+from minigrad.training import fit, paper_mlp
 
-matplotlib.use("Agg")  # headless: write files, open no windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import minigrad as mg  # noqa: E402
-from minigrad.nn.layers import Sigmoid  # noqa: E402
-from minigrad.training import fit, paper_mlp  # noqa: E402
-
-parser = argparse.ArgumentParser(description="Lesson 8: internal covariate shift")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-QUICK = parser.parse_args().quick or os.environ.get("MINIGRAD_QUICK") == "1"
+QUICK = lesson.options("Lesson 8: internal covariate shift").quick
+plt = lesson.pyplot()
 
 STEPS = 400 if QUICK else 2000
 PERCENTILES = (15, 50, 85)
@@ -70,7 +62,7 @@ for batch_norm in (False, True):
         percentiles.append(np.percentile(last_sigmoid_input(model), PERCENTILES, axis=0))
 
     history = fit(model, data, learning_rate=0.5, steps=STEPS, seed=0, eval_every=25, on_evaluate=record,
-                  log_path=Path("runs") / "lesson08" / f"sigmoid-{'bn' if batch_norm else 'plain'}.csv")
+                  log_path=lesson.runs_dir("lesson08") / f"sigmoid-{'bn' if batch_norm else 'plain'}.csv")
     recorded[batch_norm] = (np.array(steps), np.array(percentiles), history)
     print(f"{'with' if batch_norm else 'without'} BatchNorm: final test accuracy "
           f"{history.final_accuracy:.1%} after {STEPS} steps ({history.seconds:.1f} s)")
@@ -111,11 +103,8 @@ for axes, bn in zip(panels, (False, True)):
         axes.plot(steps, percentiles[:, k, 0], style, color="tab:blue" if bn else "tab:orange",
                   label=f"{p}th percentile")
     axes.set(xlabel="step", title=f"{'with' if bn else 'without'} BatchNorm")
-panels[0].set_ylabel("input to a last-layer sigmoid")
-panels[0].legend(fontsize="small")
+    axes.set_ylabel("input to a last-layer sigmoid")
+    axes.yaxis.set_tick_params(labelleft=True)
+    axes.legend(fontsize="small")
 figure.tight_layout()
-Path("runs").mkdir(exist_ok=True)
-plot_path = Path("runs") / "lesson08_sigmoid_input_percentiles.png"
-figure.savefig(plot_path, dpi=110)
-plt.close(figure)
-print(f"plot of the percentiles over training: {plot_path.resolve()}")
+print(f"plot of the percentiles over training: {lesson.keep(figure, 'lesson08_sigmoid_input_percentiles.png')}")

@@ -15,18 +15,14 @@
 # Run: python lessons/09_stored_parameters.py   (a few seconds)
 
 # %%
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 import minigrad as mg
+from minigrad import lesson
 from minigrad.nn import functional as F
 from minigrad.training import fit, paper_mlp
 
-parser = argparse.ArgumentParser(description="Lesson 9: the four stored parameters")
-parser.add_argument("--quick", action="store_true", help="a short run (also MINIGRAD_QUICK=1)")
-parser.parse_args()  # this lesson takes seconds either way
+lesson.options("Lesson 9: the four stored parameters")  # this lesson takes seconds either way
 
 data = mg.data.load_digits(seed=0)
 x_train, y_train, x_test, y_test = data
@@ -112,8 +108,7 @@ print("eval() means inference; a frozen BatchNorm keeps its moving statistics an
 # the same.
 
 # %%
-path = Path("runs") / "lesson09" / "digits_mlp.npz"
-path.parent.mkdir(parents=True, exist_ok=True)
+path = lesson.runs_dir("lesson09") / "digits_mlp.npz"
 model.save_weights(path)
 stored = np.load(path)
 print(f"saved {len(stored.files)} arrays to {path.resolve()}; the first BatchNorm's: "

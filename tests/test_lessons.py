@@ -1,52 +1,95 @@
-"""Every lesson runs, in quick mode, headless, and its own assertions hold."""
+"""Every lesson runs in quick mode, as a headless script and as a notebook, and its own
+assertions hold."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minigrad.runlog import read_run
 
-LESSONS = sorted((Path(__file__).parent.parent / "lessons").glob("[0-9][0-9]_*.py"))
-# The plots each lesson must write under runs/ (and say where), and its run logs.
+ROOT = Path(__file__).parent.parent
+LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
+# The plots each lesson must write under runs/ (and say where, and show in a notebook), and its run logs.
 PLOTS = {
     "06_moving_averages": ["lesson06_moving_averages.png"],
     "07_training_with_and_without_bn": ["lesson07_test_accuracy.png", "lesson07_momentum_warmup.png"],
     "08_internal_covariate_shift": ["lesson08_sigmoid_input_percentiles.png"],
 }
 RUN_LOGS = {"07_training_with_and_without_bn": "lesson07", "08_internal_covariate_shift": "lesson08"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def lesson_environment(runs):
+    """Quick mode, outputs under `runs`, the default backend."""
+    environment = dict(os.environ, MINIGRAD_QUICK="1", MINIGRAD_RUNS=str(runs))
+    environment.pop("MINIGRAD_BACKEND", None)
+    environment.pop("MPLBACKEND", None)  # the lesson must choose Agg itself
+    return environment
 
 
 def run_lesson(name, *arguments, cwd):
-    """Run lessons/NAME in quick mode, headless, on the default backend, from folder cwd."""
-    environment = dict(os.environ, MPLBACKEND="Agg", MINIGRAD_QUICK="1")
-    environment.pop("MINIGRAD_BACKEND", None)
-    lesson = Path(__file__).parent.parent / "lessons" / name
-    return subprocess.run([sys.executable, str(lesson), "--quick", *arguments], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    """Run lessons/NAME as a script in quick mode, from folder cwd, outputs under cwd/runs."""
+    return subprocess.run([sys.executable, str(ROOT / "lessons" / name), "--quick", *arguments], cwd=cwd,
+                          env=lesson_environment(Path(cwd) / "runs"), capture_output=True, text=True,
+                          timeout=300)
 
 
-def test_there_are_lessons():
-    assert LESSONS, "lessons/ should hold numbered lesson scripts"
-
-
-@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_runs_in_quick_mode(lesson, tmp_path):
-    result = run_lesson(lesson.name, cwd=tmp_path)
-    assert result.returncode == 0, f"{lesson.name} failed:\n{result.stdout}\n{result.stderr}"
-    assert result.stdout.strip(), f"{lesson.name} printed nothing"
+def check_outputs(lesson, runs, printed):
     for plot in PLOTS.get(lesson.stem, []):
-        path = tmp_path / "runs" / plot
-        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{plot} was not written"
+        path = runs / plot
+        assert path.is_file() and path.read_bytes()[:8] == PNG, f"{plot} was not written"
         assert path.stat().st_size > 10_000, f"{plot} is nearly empty"
-        assert str(path.resolve()) in result.stdout, f"{lesson.name} should print where {plot} went"
+        assert str(path.resolve()) in printed, f"{lesson.name} should print where {plot} went"
     if lesson.stem in RUN_LOGS:
-        logs = sorted((tmp_path / "runs" / RUN_LOGS[lesson.stem]).glob("*.csv"))
+        logs = sorted((runs / RUN_LOGS[lesson.stem]).glob("*.csv"))
         assert logs, f"{lesson.name} should write its run logs under runs/{RUN_LOGS[lesson.stem]}/"
         for log in logs:
             assert read_run(log)["step"][0] == 0.0
+
+
+def test_there_are_lessons():
+    assert len(LESSONS) >= 11, "lessons/ should hold the numbered lesson scripts"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_runs_as_a_script_in_quick_mode(lesson, tmp_path):
+    result = run_lesson(lesson.name, cwd=tmp_path)
+    assert result.returncode == 0, f"{lesson.name} failed:\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip(), f"{lesson.name} printed nothing"
+    check_outputs(lesson, tmp_path / "runs", result.stdout)
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_runs_as_a_notebook_in_quick_mode(lesson, tmp_path, monkeypatch):
+    """jupytext turns the # %% script into a notebook; nbclient runs it in a real kernel,
+    from the lessons/ folder as Jupyter would. Plots must show inline and be saved too."""
+    jupytext = pytest.importorskip("jupytext", reason="the test extra installs jupytext")
+    nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
+    for name, value in lesson_environment(tmp_path / "runs").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MINIGRAD_BACKEND", raising=False)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    stray = lesson.parent / "runs"
+    existed = stray.exists()
+    notebook = jupytext.read(lesson)
+    assert sum(cell.cell_type == "code" for cell in notebook.cells) >= 2, f"{lesson.name} has no cells"
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(lesson.parent)}})
+    client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    printed = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
+    images = [output for output in outputs if "image/png" in output.get("data", {})]
+    assert printed.strip(), f"{lesson.name} printed nothing in the notebook"
+    assert len(images) == len(PLOTS.get(lesson.stem, [])), (
+        f"{lesson.name} showed {len(images)} plots inline, expected one per saved plot"
+    )
+    check_outputs(lesson, tmp_path / "runs", printed)
+    assert existed or not stray.exists(), "the notebook wrote to lessons/runs, not the runs/ it was given"
 
 
 def test_gpu_lesson_code_path_runs_on_numpy(tmp_path):
@@ -61,19 +104,58 @@ def test_gpu_lesson_says_why_it_does_nothing_without_a_gpu(tmp_path):
 
     reason = cupy_unavailable_reason()
     if reason is None:
-        pytest.skip("CuPy works here, so lesson 10 trains on the GPU (test_lesson_runs_in_quick_mode runs it)")
+        pytest.skip("CuPy works here, so lesson 10 trains on the GPU (the lesson tests above run it)")
     result = run_lesson("10_training_on_the_gpu.py", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No GPU backend on this machine" in result.stdout and reason in result.stdout
+    assert "final accuracy" not in result.stdout
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_is_a_notebook_with_a_quick_flag_and_a_headless_backend(lesson):
+def test_lesson_uses_the_shared_scaffolding(lesson):
+    """Cells, and the options, backend and output folder from minigrad.lesson, not a copy."""
     text = lesson.read_text()
     assert text.startswith("# %% [markdown]"), f"{lesson.name} should open with a markdown cell"
     assert text.count("# %%") >= 3, f"{lesson.name} should be split into # %% cells"
-    assert '"--quick"' in text, f"{lesson.name} should accept --quick"
-    if "matplotlib.pyplot" in text:
-        assert text.index('matplotlib.use("Agg")') < text.index("import matplotlib.pyplot"), (
-            f"{lesson.name} should select the Agg backend before importing pyplot"
-        )
+    assert "lesson.options(" in text, f"{lesson.name} should take its options from lesson.options"
+    for copy in ("parse_args(", "matplotlib.use(", 'Path("runs")', "sys.exit("):
+        assert copy not in text, f"{lesson.name} should not call {copy} itself (see minigrad/lesson.py)"
+
+
+def test_outputs_go_to_the_repository_runs_folder_wherever_the_lesson_runs_from(tmp_path):
+    environment = dict(os.environ)
+    environment.pop("MINIGRAD_RUNS", None)
+    result = subprocess.run([sys.executable, "-c", "from minigrad import lesson; print(lesson.runs_dir())"],
+                            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == (ROOT / "runs").resolve()
+
+
+def test_quick_mode_comes_from_the_environment_in_a_notebook_and_options_take_defaults(tmp_path):
+    """In a kernel, sys.argv holds the kernel's own arguments (-f connection.json)."""
+    code = ("import sys, types; sys.modules['ipykernel'] = types.ModuleType('ipykernel'); "
+            "sys.argv = ['ipykernel_launcher.py', '-f', 'kernel.json']; "
+            "from minigrad import lesson; import json; o = lesson.options('x', lambda p: p.add_argument('--n', default=3)); "
+            "print(json.dumps(vars(o)))")
+    for quick, expected in (("1", True), ("", False)):
+        environment = dict(os.environ, MINIGRAD_QUICK=quick)
+        result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"quick": expected, "n": 3}
+
+
+def test_parallel_runs_equal_serial_runs(tmp_path):
+    """Lesson 7's runs spread over worker processes give exactly the serial results."""
+    from minigrad import lesson
+
+    jobs = [dict(activation=activation, batch_norm=batch_norm, learning_rate=0.5, steps=30, seed=seed,
+                 eval_every=10, log_path=tmp_path / f"{activation}-{batch_norm}-{seed}.csv")
+            for activation in ("relu", "sigmoid") for batch_norm in (False, True) for seed in (0, 1)]
+    serial = list(lesson.run_parallel(lesson.train_paper_mlp, jobs, workers=1))
+    parallel = list(lesson.run_parallel(lesson.train_paper_mlp, jobs, workers=2))
+    assert len(parallel) == len(jobs)
+    for one, other in zip(serial, parallel):  # bit for bit (the step-0 loss is NaN in both)
+        for field in ("step", "loss", "train_accuracy", "test_accuracy"):
+            np.testing.assert_array_equal(getattr(one, field), getattr(other, field))
+    assert len({tuple(h.loss) for h in serial}) == len(jobs), "the runs should differ from each other"
