@@ -6,9 +6,13 @@ gradients using Tensor operations. Because backward is written in Tensor operati
 it with grad mode on (create_graph=True) records a graph of its own, and second derivatives
 come for free. With create_graph=False it runs under no_grad and records nothing.
 
-The graph: a tensor made by an operation keeps that operation in `_ctx`; the operation keeps
-its input tensors in `inputs`. Nothing points back from an operation to its output, so the
-graph has no reference cycles and is freed as soon as the last tensor of it goes.
+The graph: a tensor made by an operation keeps that operation in `_ctx` (shown as
+`tensor.grad_fn`); the operation keeps its input tensors in `inputs`. Nothing points back from
+an operation to its output, so the graph has no reference cycles and is freed as soon as the
+last tensor of it goes. topological_order(loss) lists the graph, inputs first.
+
+This module sits below tensor.py and never imports it: it builds new tensors through the
+tensors it is given (`inputs[0]._make(...)`), so the Tensor class can import this one.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import functools
 import inspect
 import threading
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 from minigrad import backend
+
+if TYPE_CHECKING:  # for the annotations only: tensor.py imports this module
+    from minigrad.tensor import Tensor
 
 
 class _GradState(threading.local):
@@ -117,7 +125,17 @@ class Function:
 
     A Function instance is one node of the graph: `inputs` holds the input tensors, and the
     subclass may keep whatever else its backward needs as attributes. backward(grad) returns
-    one gradient (a Tensor, or None for "no gradient") per input.
+    one gradient (a Tensor, or None for "no gradient") per input. Your own operation:
+
+        class Square(mg.Function):
+            def forward(self, x):          # x is a NumPy (or CuPy) array
+                return x * x
+
+            def backward(self, grad):      # grad and the result are Tensors
+                (x,) = self.inputs
+                return (grad * 2.0 * x,)   # d(x^2)/dx = 2x
+
+        y = Square().apply(x)              # y.grad_fn is that Square node
     """
 
     inputs: tuple[Tensor, ...] | None
@@ -140,7 +158,7 @@ class Function:
         for tensor in inputs:
             if type(tensor.data) is not first:
                 _raise_mixed_backends(self, inputs)
-        out = Tensor._make(self.forward(*[t.data for t in inputs]))
+        out = inputs[0]._make(self.forward(*[t.data for t in inputs]))
         if _grad_state.enabled:
             for tensor in inputs:
                 if tensor.requires_grad:
@@ -156,6 +174,12 @@ class Function:
     def name(self) -> str:
         """The operation's name, as error messages and repr() show it."""
         return type(self).__name__
+
+    def __repr__(self) -> str:
+        inputs = getattr(self, "inputs", None)  # not yet applied, or released after backward
+        if inputs is None:
+            return f"<{self.name}>"
+        return f"<{self.name}: input shapes {', '.join(str(t.shape) for t in inputs)}>"
 
     def release(self) -> None:
         """Drop everything this node holds (inputs and saved values): the graph is freed."""
@@ -176,11 +200,17 @@ def _raise_mixed_backends(fn: Function, inputs: Sequence[Tensor]) -> None:
     )
 
 
-def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Tensors that need a gradient, each after every tensor computed from it (roots first)."""
+def topological_order(roots: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """The graph behind `roots` (a tensor or a list of them), inputs first and the roots last.
+
+    Every tensor comes after the tensors it was computed from, so the list is an order in
+    which the forward pass could be run again; backward walks it from the end. Only tensors
+    that require grad are listed: constants get no gradient. An iterative depth-first search,
+    so a graph thousands of operations deep does not reach Python's recursion limit.
+    """
     order: list[Tensor] = []
     visited: set[int] = set()
-    stack = [(root, False) for root in roots]
+    stack = [(root, False) for root in _as_list(roots)]
     while stack:
         tensor, children_done = stack.pop()
         if children_done:
@@ -195,15 +225,19 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
             continue
         if fn.inputs is None:
             raise RuntimeError(
-                f"backward through a graph that has already been freed: a tensor of shape "
-                f"{tensor.shape} was made by an operation whose graph an earlier backward() "
-                "released. Pass retain_graph=True to the earlier call to go through it twice"
+                f"the graph has already been freed: a tensor of shape {tensor.shape} was made "
+                f"by {fn.name}, whose graph an earlier backward() released. Pass "
+                "retain_graph=True to the earlier call to go through the graph again"
             )
         for parent in fn.inputs:
             if parent.requires_grad and id(parent) not in visited:
                 stack.append((parent, False))
-    order.reverse()
     return order
+
+
+def _as_list(tensors: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """One tensor, or a list or tuple of them, as a list."""
+    return list(tensors) if isinstance(tensors, Sequence) else [tensors]
 
 
 def run_backward(
@@ -219,7 +253,7 @@ def run_backward(
     With `capture`, the gradients of exactly those tensors are returned and no `.grad`
     changes (grad()).
     """
-    order = _topological_order(roots)
+    order = topological_order(roots)
     # Arrays a leaf may not keep as its .grad without a copy: the caller's own gradients, and
     # each array once a leaf has taken it (see _accumulate).
     taken = {id(grad.data): grad.data for grad in root_grads}
@@ -230,7 +264,7 @@ def run_backward(
     capture_ids = None if capture is None else {id(t) for t in capture}
 
     with _GradMode(create_graph):
-        for tensor in order:
+        for tensor in reversed(order):  # every tensor before the ones it was computed from
             grad = pending.pop(id(tensor), None)
             if grad is None:
                 continue
@@ -274,9 +308,9 @@ def _accumulate(leaf: Tensor, grad: Tensor, create_graph: bool, taken: dict[int,
         if array.base is not None or id(array) in taken:
             array = array.copy()
         taken[id(array)] = array  # kept alive, so its id cannot be reused during this pass
-        leaf.grad = Tensor._make(array)
+        leaf.grad = grad._make(array)
     else:
-        leaf.grad = Tensor._make(leaf.grad.data + grad.data)
+        leaf.grad = grad._make(leaf.grad.data + grad.data)
 
 
 def grad(
@@ -295,9 +329,9 @@ def grad(
     An input that the outputs do not depend on is an error unless allow_unused=True,
     in which case its gradient is None.
     """
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+    outputs = _as_list(outputs)
+    inputs = _as_list(inputs)
+    if not isinstance(grad_outputs, Sequence):  # None, or one gradient for every output
         grad_outputs = [grad_outputs] * len(outputs)
     if len(grad_outputs) != len(outputs):
         raise ValueError(
@@ -322,5 +356,3 @@ def grad(
             )
     return results
 
-
-from minigrad.tensor import Tensor  # noqa: E402  (tensor.py imports this module first)

@@ -1,7 +1,9 @@
 """The Tensor: an array (NumPy or CuPy), its gradient, and the operation that made it.
 
-The operations themselves live in minigrad/ops/, one forward rule beside one backward rule.
-This file gives them their Python syntax (x + y, x @ w, x.sum(), x[i]) and holds backward().
+This file holds the data, backward() and the checks on what a tensor can be made from. The
+operations live in minigrad/ops/, one forward rule beside one backward rule, and they take
+Tensors, so they come after this class: minigrad/ops/operators.py then gives Tensor its
+Python syntax (x + y, x @ w, x[i], x.sum(), x.exp()), in one place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ class Tensor:
     become float32 unless `dtype` says otherwise; NumPy and CuPy arrays keep their dtype. A new tensor is
     created on the current backend (see minigrad.set_backend); operations keep their result
     on the backend of their operands.
+
+    Attributes: `data` (the array), `grad` (a Tensor once backward() has reached this one),
+    `requires_grad`, and `grad_fn`: the Function that made this tensor (None for a leaf).
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
@@ -45,12 +50,16 @@ class Tensor:
         if requires_grad:
             self.requires_grad_()
 
-    @classmethod
-    def _make(cls, data: Any, requires_grad: bool = False) -> Tensor:
-        """Wrap an array that an operation produced, without the checks of __init__ (hot path)."""
+    @staticmethod
+    def _make(data: Any, requires_grad: bool = False) -> Tensor:
+        """Wrap an array that an operation produced, without the checks of __init__ (hot path).
+
+        Always a plain Tensor, even when reached through a Parameter (autograd calls
+        `inputs[0]._make`): the result of an operation on a weight is not a weight.
+        """
         if type(data) is not np.ndarray and isinstance(data, np.generic):
             data = np.asarray(data)  # NumPy returns scalars from 0-d operations
-        tensor = object.__new__(cls)
+        tensor = object.__new__(Tensor)
         tensor.data = data
         tensor.grad = None
         tensor.requires_grad = requires_grad
@@ -97,6 +106,15 @@ class Tensor:
         """True for tensors made by the user rather than by an operation in a graph."""
         return self._ctx is None
 
+    @property
+    def grad_fn(self) -> autograd.Function | None:
+        """The Function (graph node) that made this tensor; None for a leaf (PyTorch's name).
+
+        Its `inputs` are the tensors it was applied to, so grad_fn.inputs[0].grad_fn walks the
+        graph back one step.
+        """
+        return self._ctx
+
     def numpy(self) -> np.ndarray:
         """A NumPy copy of the data (copied from the GPU on CuPy)."""
         return backend.to_numpy(self.data)
@@ -114,6 +132,10 @@ class Tensor:
     def tolist(self) -> Any:
         """The values as (nested) Python lists."""
         return self.numpy().tolist()
+
+    def argmax(self, axis: int | None = None) -> Tensor:
+        """Index of the maximum along `axis` (not differentiable)."""
+        return Tensor._make(self.data.argmax(axis=axis))
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's data, cut out of the graph (requires_grad=False)."""
@@ -158,7 +180,7 @@ class Tensor:
     def __bool__(self) -> bool:
         return bool(self.data)
 
-    __hash__ = object.__hash__  # == is elementwise, so hash by identity
+    __hash__ = object.__hash__  # == is elementwise (ops/operators.py), so hash by identity
 
     # ---- backward ---------------------------------------------------------------------------
 
@@ -208,134 +230,6 @@ class Tensor:
                 f"{caller}: grad is on {grad.backend} but the tensor is on {self.backend}"
             )
         return grad
-
-    # ---- operators: each one is a Function in minigrad/ops ---------------------------------
-
-    def __add__(self, other: Any) -> Tensor:
-        return ops.add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return ops.add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return ops.sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return ops.sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return ops.mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return ops.mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.div(other, self)
-
-    def __neg__(self) -> Tensor:
-        return ops.neg(self)
-
-    def __abs__(self) -> Tensor:
-        return ops.abs(self)
-
-    def __pow__(self, exponent: Any) -> Tensor:
-        return ops.pow(self, exponent)
-
-    def __rpow__(self, base: Any) -> Tensor:
-        return ops.rpow(base, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.matmul(other, self)
-
-    def __getitem__(self, index: Any) -> Tensor:
-        return ops.getitem(self, index)
-
-    def __lt__(self, other: Any) -> Tensor:
-        return ops.compare("lt", self, other)
-
-    def __le__(self, other: Any) -> Tensor:
-        return ops.compare("le", self, other)
-
-    def __gt__(self, other: Any) -> Tensor:
-        return ops.compare("gt", self, other)
-
-    def __ge__(self, other: Any) -> Tensor:
-        return ops.compare("ge", self, other)
-
-    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return ops.compare("eq", self, other)
-
-    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return ops.compare("ne", self, other)
-
-    # ---- methods ------------------------------------------------------------------------------
-
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Sum over `axis` (None: all; int or tuple; negative allowed)."""
-        return ops.sum(self, axis, keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Mean over `axis` (None: all; int or tuple; negative allowed)."""
-        return ops.mean(self, axis, keepdims)
-
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Maximum over `axis`; the gradient goes to the (first) arg-max."""
-        return ops.max(self, axis, keepdims)
-
-    def argmax(self, axis: int | None = None) -> Tensor:
-        """Index of the maximum along `axis` (not differentiable)."""
-        return Tensor._make(self.data.argmax(axis=axis))
-
-    def exp(self) -> Tensor:
-        return ops.exp(self)
-
-    def log(self) -> Tensor:
-        return ops.log(self)
-
-    def sqrt(self) -> Tensor:
-        return ops.sqrt(self)
-
-    def abs(self) -> Tensor:
-        return ops.abs(self)
-
-    def relu(self) -> Tensor:
-        return ops.relu(self)
-
-    def sigmoid(self) -> Tensor:
-        return ops.sigmoid(self)
-
-    def tanh(self) -> Tensor:
-        return ops.tanh(self)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        """The same values in a new shape; one dimension may be -1."""
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return ops.reshape(self, shape)
-
-    def transpose(self, *axes: Any) -> Tensor:
-        """Permute the axes (reversed when none are given)."""
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return ops.transpose(self, axes or None)
-
-    @property
-    def T(self) -> Tensor:
-        return ops.transpose(self, None)
-
-    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
-        return ops.broadcast_to(self, tuple(shape))
-
-    def astype(self, dtype: Any) -> Tensor:
-        """This tensor in another float dtype; the gradient is cast back."""
-        return ops.astype(self, dtype)
-
 
 def _array_from_python(xp: Any, data: Any, dtype: Any) -> Any:
     """Python numbers and (nested) lists: float32 unless `dtype` says otherwise."""
@@ -409,5 +303,3 @@ def ones(shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Te
     xp = backend.module(backend.get_backend())
     return Tensor(xp.ones(shape, dtype=dtype), requires_grad=requires_grad)
 
-
-from minigrad import ops  # noqa: E402  (ops needs the Tensor class defined above)

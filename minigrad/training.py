@@ -1,4 +1,4 @@
-"""The paper's MNIST network and a plain SGD training loop, shared by lessons 7, 8 and 10.
+"""The paper's MNIST network and an SGD training loop, shared by lessons 7, 8, 9 and 10.
 
     model = paper_mlp("sigmoid", batch_norm=True)
     history = fit(model, mg.data.load_digits(), learning_rate=0.5, steps=1000)
@@ -27,7 +27,7 @@ from minigrad.nn.batchnorm import BatchNorm
 from minigrad.nn.initializers import RandomNormal
 from minigrad.nn.layers import Dense, ReLU, Sequential, Sigmoid
 from minigrad.nn.module import Module
-from minigrad.optim import SGD
+from minigrad.optim import SGD, check_options
 from minigrad.runlog import RunLog
 from minigrad.tensor import Tensor
 
@@ -36,12 +36,39 @@ ACTIVATION_LAYERS = {"relu": ReLU, "sigmoid": Sigmoid}
 
 def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: tuple[int, ...] = (100, 100, 100),
               classes: int = 10, bn_momentum: float = 0.9, kernel_initializer: Any = None) -> Sequential:
-    """Dense(100) -> [BatchNorm] -> activation, three times, then Dense(classes) logits.
+    """The paper's MNIST network: Dense -> [BatchNorm] -> activation per hidden layer, then logits.
 
-    As in the paper's MNIST experiment: weights start as small Gaussians (std 0.05, Keras's
-    random_normal, unless `kernel_initializer` says otherwise), and BatchNorm goes between
-    each hidden Dense and its nonlinearity. A Dense followed by
-    BatchNorm has no bias, because BatchNorm's beta plays that role.
+    Each hidden layer computes activation(BN(x @ kernel)) with BatchNorm, or
+    activation(x @ kernel + bias) without; the last is logits = x @ kernel + bias. As in the
+    paper, BatchNorm goes between each hidden Dense and its nonlinearity, and that Dense has
+    no bias, because BatchNorm's beta plays its role.
+
+    Args:
+        activation: the hidden nonlinearity, "sigmoid" (the paper's) or "relu".
+            Default "sigmoid".
+        batch_norm: True puts a BatchNorm after each hidden Dense. Default False.
+        hidden: the units of each hidden layer. Default (100, 100, 100), the paper's.
+        classes: the units of the output layer, one logit per class. Default 10.
+        bn_momentum: each BatchNorm's momentum (the weight of the old moving average).
+            Default 0.9.
+        kernel_initializer: the initializer of every kernel. Default None: small Gaussians,
+            RandomNormal(stddev=0.05), Keras's random_normal.
+
+    Returns:
+        An unbuilt Sequential: its weights are created on its first call (or by fit()), a
+        kernel of shape (inputs, units) per Dense, a bias of shape (units,) where there is no
+        BatchNorm, and gamma, beta, moving_mean and moving_variance of shape (units,) per
+        BatchNorm.
+
+    Example:
+
+        >>> from minigrad.training import paper_mlp
+        >>> model = paper_mlp("relu", batch_norm=True, hidden=(16, 16), classes=3)
+        >>> [type(layer).__name__ for layer in model]
+        ['Dense', 'BatchNorm', 'ReLU', 'Dense', 'BatchNorm', 'ReLU', 'Dense']
+        >>> model.build((None, 64))
+        >>> model[0].kernel.shape, model[-1].kernel.shape, model[-1].bias.shape
+        ((64, 16), (16, 3), (3,))
     """
     if activation not in ACTIVATION_LAYERS:
         raise ValueError(f"paper_mlp: activation must be one of {sorted(ACTIVATION_LAYERS)}, got {activation!r}")
@@ -84,24 +111,64 @@ class History:
         return self.test_accuracy[-1] if self.test_accuracy else float("nan")
 
 
-def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_size: int = 60, seed: int = 0,
-        eval_every: int = 20, log_path: str | os.PathLike | None = None,
-        on_evaluate: Callable[[int, History], None] | None = None) -> History:
-    """Train `model` with plain SGD on softmax cross-entropy for `steps` mini-batches.
+def fit(model: Module, data: tuple, *, learning_rate: float | None = None, steps: int, batch_size: int = 60,
+        seed: int = 0, eval_every: int = 20, log_path: str | os.PathLike | None = None,
+        on_evaluate: Callable[[int, History], None] | None = None, momentum: float = 0.0,
+        nesterov: bool = False, weight_decay: float = 0.0, lr: float | None = None) -> History:
+    """Train `model` with SGD on softmax cross-entropy for `steps` mini-batches.
 
-    data is (x_train, y_train, x_test, y_test) as NumPy arrays; they are moved once to the
-    current backend. An unbuilt model is built with weights drawn from mg.random seeded with
-    `seed` (a built one goes on from its weights), and the batch
-    order from a generator seeded with `seed` too, so a run reproduces. Every `eval_every`
-    steps (and at step 0) it records the mean training loss since the last record, and train
-    and test accuracy in inference mode; it writes them to `log_path` (a run-log CSV) and
-    calls on_evaluate(step, history). A non-finite loss stops the run and marks it diverged.
+    Each step draws a mini-batch (x, y), computes loss = softmax_cross_entropy(model(x), y)
+    in training mode, and takes one SGD step on every trainable weight (see
+    minigrad.optim.SGD for the update formula). Accuracy is measured in inference mode.
+
+    Args:
+        model: the network, e.g. paper_mlp(). An unbuilt model is built with weights drawn
+            from mg.random seeded with `seed`; a built one goes on from its weights.
+        data: (x_train, y_train, x_test, y_test) as NumPy arrays: inputs of shape (N, ...)
+            and integer labels of shape (N,). They are moved once to the current backend.
+        learning_rate: SGD's step size, a number >= 0. Required (or give it as lr).
+        steps: how many mini-batches to train on, a positive int. Required.
+        batch_size: samples per mini-batch. Default 60.
+        seed: seeds the weights of an unbuilt model and the batch order, so a run
+            reproduces. Default 0.
+        eval_every: record loss and accuracy every this many steps (and at step 0 and after
+            the last step). Default 20.
+        log_path: a run-log CSV to write each record to (see minigrad.runlog). Default None:
+            no file.
+        on_evaluate: called as on_evaluate(step, history) after each record. Default None.
+        momentum: SGD's momentum, in [0, 1]. Default 0.0: plain SGD.
+        nesterov: SGD's Nesterov momentum (needs momentum > 0). Default False.
+        weight_decay: SGD's L2 weight decay, >= 0. Default 0.0.
+        lr: PyTorch's name for learning_rate, accepted too; give one of the two.
+
+    Returns:
+        A History: per record, the step, the mean training loss since the last record (nan
+        at step 0), and accuracy on a slice of the training set (as large as the test set)
+        and on the test set; `diverged` is True if a non-finite loss stopped the run. The
+        model is trained in place.
+
+    Example:
+
+        >>> import numpy as np
+        >>> from minigrad.training import fit, paper_mlp
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(400, 4)).astype(np.float32)
+        >>> y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+        >>> data = (x[:300], y[:300], x[300:], y[300:])
+        >>> model = paper_mlp("relu", batch_norm=True, hidden=(16,), classes=2)
+        >>> history = fit(model, data, learning_rate=0.1, momentum=0.9, steps=100, eval_every=50)
+        >>> history.step
+        [0, 50, 100]
+        >>> history.final_accuracy > 0.9
+        True
     """
+    learning_rate = check_options("fit", learning_rate, lr, momentum, nesterov, weight_decay)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"fit: steps must be a positive int, got {steps!r}")
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"fit: eval_every must be a positive int, got {eval_every!r}")
     x_train, y_train, x_test, y_test = data
+    batches = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
     backend = get_backend()
     # Accuracy on the whole training set each time would cost more than training; a fixed
     # slice of the same size as the test set shows the train/test gap just as well.
@@ -109,11 +176,10 @@ def fit(model: Module, data: tuple, *, learning_rate: float, steps: int, batch_s
     x_probe, y_probe = _as_tensor(x_train[probe]), y_train[probe]
     x_test_t = _as_tensor(x_test)
 
-    random.manual_seed(seed)
+    random.manual_seed(seed)  # only now, once every argument has been checked
     if not model.built:  # a built model (trained before, or loaded) goes on from its weights
         model.build((None,) + tuple(x_train.shape[1:]))
-    optimizer = SGD(model.parameters(), lr=learning_rate)
-    batches = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
+    optimizer = SGD(model.parameters(), learning_rate, momentum, nesterov, weight_decay)
     history = History()
     log = RunLog(log_path) if log_path is not None else None
     started = time.perf_counter()

@@ -92,6 +92,35 @@ def test_bad_layer_arguments_are_named(make, error, message):
         make()
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: mg.nn.BatchNorm(momentun=0.9),
+     "^BatchNorm got an unexpected keyword argument 'momentun'; did you mean 'momentum'\\?$"),
+    (lambda: mg.nn.Dense(3, use_bais=False),
+     "^Dense got an unexpected keyword argument 'use_bais'; did you mean 'use_bias'\\?$"),
+    (lambda: mg.nn.Dense(3, dtpye="float64"), "Dense got .* 'dtpye'; did you mean 'dtype'\\?$"),
+    (lambda: mg.nn.Sequential(mg.nn.ReLU(), trainabel=False), "Sequential got .* did you mean 'trainable'"),
+    (lambda: mg.nn.ReLU(alpha=0.1),
+     "^ReLU got an unexpected keyword argument 'alpha'; valid keyword arguments: dtype, trainable$"),
+])
+def test_a_misspelt_keyword_names_the_layer_and_the_closest_argument(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_a_layer_of_ones_own_that_passes_kwargs_up_gets_the_same_hint():
+    class Scale(mg.nn.Module):
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def forward(self, x, training=None):
+            return x * self.factor
+
+    with pytest.raises(TypeError, match="^Scale got an unexpected keyword argument 'factr'; did you mean 'factor'"):
+        Scale(factr=3.0)
+    assert Scale(factor=3.0, trainable=False).factor == 3.0
+
+
 def test_building_twice_is_an_error_not_a_silent_reinitialization():
     layer = mg.nn.Dense(2)
     layer.build((3, 4))

@@ -122,3 +122,41 @@ def test_a_constraint_that_changes_the_shape_is_refused_before_the_step():
     with pytest.raises(ValueError, match="returned shape \\(4,\\) for a parameter of shape \\(2, 2\\)"):
         mg.optim.SGD([layer.kernel]).step()
     np.testing.assert_array_equal(layer.kernel.numpy(), kernel)
+
+
+# ---- learning_rate, and lr (PyTorch's name) for the same thing -------------------------------
+
+def test_learning_rate_is_the_name_and_lr_an_alias():
+    for options in (dict(learning_rate=0.25), dict(lr=0.25)):
+        param = parameter([1.0])
+        param.grad = mg.Tensor([1.0])
+        optimizer = mg.optim.SGD([param], **options)
+        assert optimizer.learning_rate == optimizer.lr == 0.25
+        optimizer.step()
+        np.testing.assert_array_equal(param.numpy(), [0.75])
+
+
+def test_the_learning_rate_may_be_given_by_position_or_left_at_its_default():
+    assert mg.optim.SGD([parameter([1.0])], 0.5).learning_rate == 0.5
+    assert mg.optim.SGD([parameter([1.0])]).learning_rate == mg.optim.DEFAULT_LEARNING_RATE == 0.01
+
+
+def test_setting_lr_sets_learning_rate():
+    optimizer = mg.optim.SGD([parameter([1.0])], learning_rate=0.1)
+    optimizer.lr = 0.5
+    assert optimizer.learning_rate == 0.5
+
+
+def test_both_names_at_once_is_an_error_naming_both():
+    with pytest.raises(TypeError, match="got both learning_rate=0.1 and lr=0.2; lr is another name for learning_rate"):
+        mg.optim.SGD([parameter([1.0])], learning_rate=0.1, lr=0.2)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(learning_rate=-0.1), "SGD: learning_rate must be a number in \\[0, inf\\], got -0.1"),
+    (dict(lr=float("nan"), momentum=0.5), "SGD: lr must be a number in \\[0, inf\\], got nan"),
+    (dict(learning_rate="0.1"), "SGD: learning_rate must be a number in \\[0, inf\\], got '0.1'"),
+])
+def test_a_bad_learning_rate_is_named_as_it_was_given(options, message):
+    with pytest.raises(ValueError, match=message):
+        mg.optim.SGD([parameter([1.0])], **options)

@@ -332,6 +332,66 @@ def test_grad_names_an_unused_input(backend):
     assert mg.grad((x * 2).sum(), [x, unused], allow_unused=True)[1] is None
 
 
+# ---- the graph, as a learner inspects it and extends it ---------------------------------------
+
+class Square(mg.Function):
+    """The kind of operation a lesson has a learner write: forward on arrays, backward beside it."""
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, grad):
+        (x,) = self.inputs
+        return (grad * 2.0 * x,)
+
+
+def test_a_function_written_outside_minigrad_is_differentiated_like_its_own(backend):
+    x = mg.Tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = Square().apply(x)
+    np.testing.assert_array_equal(y.numpy(), [1.0, 4.0, 9.0])
+    assert isinstance(y.grad_fn, Square) and y.grad_fn.inputs[0] is x
+    (y.sum() * 1.0).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, -4.0, 6.0])
+    gradients = mg.grad(Square().apply(x).sum(), [x], create_graph=True)
+    (second,) = mg.grad(gradients[0].sum(), [x])  # backward in Tensor operations: d2/dx2 = 2
+    np.testing.assert_array_equal(second.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_grad_fn_names_the_operation_and_is_none_for_a_leaf(backend):
+    x = mg.Tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 3).sum()
+    assert x.grad_fn is None and x.is_leaf
+    assert y.grad_fn.name == "Sum" and y.grad_fn.inputs[0].grad_fn.name == "Mul"
+    assert repr(y.grad_fn) == "<Sum: input shapes (2,)>"
+    assert "grad_fn=Sum" in repr(y)
+    with pytest.raises(AttributeError):
+        y.grad_fn = None  # read-only: the graph is made by operations, not assigned
+    with mg.no_grad():
+        assert (x * 3).grad_fn is None
+
+
+def test_an_operation_on_a_parameter_makes_a_plain_tensor(backend):
+    weight = mg.nn.Parameter(np.ones(2, np.float32))
+    assert type(weight * 2) is mg.Tensor and type(weight.T) is mg.Tensor
+
+
+def test_topological_order_lists_inputs_first_and_the_root_last(backend):
+    x = mg.Tensor([1.0, 2.0], requires_grad=True)
+    w = mg.Tensor([3.0, 4.0], requires_grad=True)
+    product = x * w
+    loss = (product + x).sum()
+    order = mg.topological_order(loss)
+    assert order[-1] is loss
+    position = {id(t): i for i, t in enumerate(order)}
+    assert len(position) == len(order) == 5  # x, w, product, product + x, loss: each once
+    for tensor in order:
+        for parent in tensor.grad_fn.inputs if tensor.grad_fn else ():
+            assert position[id(parent)] < position[id(tensor)]
+    constant = mg.Tensor([1.0, 1.0])
+    assert all(t is not constant for t in mg.topological_order([(x * constant).sum(), loss]))
+    assert mg.topological_order(x) == [x]
+
+
 def test_the_graph_has_no_reference_cycles(backend):
     gc.disable()
     try:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from minigrad.data import Batches
+from minigrad.nn import functional as F
 from minigrad.nn.batchnorm import BatchNorm
 from minigrad.nn.layers import Dense, ReLU, Sigmoid
 from minigrad.runlog import read_run
@@ -120,3 +122,83 @@ def test_fit_continues_from_a_built_model():
     first = fit(model, data, learning_rate=0.1, steps=20, batch_size=20, eval_every=20)
     second = fit(model, data, learning_rate=0.1, steps=20, batch_size=20, eval_every=20)
     assert second.test_accuracy[0] == first.test_accuracy[-1]  # it starts where the first run ended
+
+
+# ---- the optimizer's options, and learning_rate or lr ----------------------------------------
+
+def small_model():
+    return paper_mlp("relu", batch_norm=True, hidden=(8,), classes=2)
+
+
+def trained_by_hand(data, steps, batch_size, seed, **options):
+    """fit()'s loop written out with SGD: the same seeds, batches and update."""
+    x_train, y_train, _, _ = data
+    mg.manual_seed(seed)
+    model = small_model()
+    model.build((None, x_train.shape[1]))
+    optimizer = mg.optim.SGD(model.parameters(), **options)
+    batches = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
+    step = 0
+    while step < steps:
+        for x, y in batches:
+            loss = F.softmax_cross_entropy(model(mg.Tensor(x), training=True), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step == steps:
+                break
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("options", [
+    dict(momentum=0.9), dict(momentum=0.5, nesterov=True), dict(weight_decay=0.01), dict(),
+])
+def test_fit_passes_the_optimizers_options_to_sgd(options):
+    data = blobs()
+    model = small_model()
+    fit(model, data, learning_rate=0.1, steps=15, batch_size=20, eval_every=5, seed=2, **options)
+    expected = trained_by_hand(data, 15, 20, seed=2, learning_rate=0.1, **options)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
+def test_fit_with_momentum_trains_differently_from_plain_sgd():
+    data = blobs()
+    runs = {}
+    for momentum in (0.0, 0.9):
+        model = small_model()
+        fit(model, data, learning_rate=0.1, momentum=momentum, steps=10, batch_size=20, eval_every=10)
+        runs[momentum] = model.state_dict()["0.kernel"]
+    assert not np.allclose(runs[0.0], runs[0.9])
+
+
+def test_fit_takes_lr_as_another_name_for_learning_rate(tmp_path):
+    data = blobs()
+    by_name, by_alias = small_model(), small_model()
+    fit(by_name, data, learning_rate=0.1, steps=5, batch_size=20, eval_every=5)
+    fit(by_alias, data, lr=0.1, steps=5, batch_size=20, eval_every=5, log_path=tmp_path / "run.csv")
+    for name, value in by_name.state_dict().items():
+        np.testing.assert_array_equal(value, by_alias.state_dict()[name])
+    assert read_run(tmp_path / "run.csv")["learning_rate"] == [0.1, 0.1]
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(), TypeError, "fit: missing the learning rate; pass learning_rate="),
+    (dict(learning_rate=0.1, lr=0.1), TypeError, "fit: got both learning_rate=0.1 and lr=0.1"),
+    (dict(lr=-1.0), ValueError, "fit: lr must be a number in \\[0, inf\\], got -1.0"),
+    (dict(learning_rate=0.1, momentum=1.5), ValueError, "fit: momentum must be a number in \\[0, 1\\], got 1.5"),
+    (dict(learning_rate=0.1, weight_decay=-1), ValueError, "fit: weight_decay must be a number"),
+    (dict(learning_rate=0.1, nesterov=True), ValueError, "fit: nesterov=True needs momentum > 0"),
+    (dict(learning_rate=0.1, batch_size=0), ValueError, "batch_size must be a positive int, got 0"),
+])
+def test_bad_options_are_named_and_touch_neither_the_model_nor_the_seed(tmp_path, options, error, message):
+    model = small_model()
+    mg.manual_seed(7)
+    expected = mg.randn(3).numpy()
+    mg.manual_seed(7)
+    with pytest.raises(error, match=message):
+        fit(model, blobs(), steps=5, log_path=tmp_path / "run.csv", **options)
+    assert not model.built
+    np.testing.assert_array_equal(mg.randn(3).numpy(), expected)  # fit did not reseed
+    assert not (tmp_path / "run.csv").exists()

@@ -14,10 +14,50 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {
 
 
 class Dense(Module):
-    """y = activation(x @ kernel + bias), kernel of shape (in_features, units), as keras.layers.Dense.
+    """A fully connected layer, as keras.layers.Dense: y = activation(x @ kernel + bias).
 
-    in_features is taken from the last axis of the first input. The paper drops the bias of a
-    layer followed by BatchNorm (beta takes its role): use_bias=False does that.
+    The input's last axis has in_features values; it is read from the first input, so
+    Dense(10) needs no input size. The paper drops the bias of a layer followed by
+    BatchNorm (beta takes its role): use_bias=False does that.
+
+    Args:
+        units: the number of outputs (the size of y's last axis), a positive int.
+        activation: applied to x @ kernel + bias: "relu", "sigmoid", "linear" or None (no
+            activation), or any callable on a Tensor. Default None.
+        use_bias: whether to add a bias. Default True.
+        kernel_initializer: how the kernel's values are drawn: a name from
+            minigrad.nn.initializers or a callable(shape, dtype). Default "glorot_uniform".
+        bias_initializer: the same for the bias. Default "zeros".
+        kernel_regularizer: a penalty on the kernel that regularization_loss() adds up: a
+            name ("l2"), a callable or None. Default None.
+        bias_regularizer: the same for the bias. Default None.
+        kernel_constraint: applied to the kernel after each optimizer step: a name
+            ("non_neg", "unit_norm"), a callable or None. Default None.
+        bias_constraint: the same for the bias. Default None.
+        dtype: the weights' float dtype (a Module argument). Default "float32".
+        trainable: False freezes the layer (a Module argument). Default True.
+
+    Input shape:
+        (..., in_features): any number of leading axes, usually (batch_size, in_features).
+
+    Output shape:
+        (..., units).
+
+    Weights, created on the first call (or by build(input_shape)):
+        kernel: shape (in_features, units), trainable.
+        bias: shape (units,), trainable; only with use_bias=True, else bias is None.
+
+    Example:
+
+        >>> import minigrad as mg
+        >>> layer = mg.nn.Dense(4, activation="relu")
+        >>> y = layer(mg.ones((2, 3)))
+        >>> y.shape
+        (2, 4)
+        >>> layer.kernel.shape, layer.bias.shape
+        ((3, 4), (4,))
+        >>> bool((y.numpy() >= 0).all())
+        True
     """
 
     def __init__(

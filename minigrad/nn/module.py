@@ -12,6 +12,8 @@ add_weight() and both part of the saved state:
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from typing import Any, Iterator, Mapping
 
@@ -41,7 +43,11 @@ class Module:
     Subclasses define forward(x, training) and, if they have weights, build(input_shape).
     """
 
-    def __init__(self, *, dtype: Any = "float32", trainable: bool = True) -> None:
+    def __init__(self, *, dtype: Any = "float32", trainable: bool = True, **unexpected: Any) -> None:
+        # Layers pass their unknown keywords up here (super().__init__(**kwargs)), so this is
+        # the one place that can say which layer got a misspelt argument, and what was meant.
+        if unexpected:
+            raise _unexpected_keyword_error(type(self), next(iter(unexpected)))
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
             raise ValueError(f"{type(self).__name__}: dtype must be a float type, got {dtype}")
@@ -299,6 +305,27 @@ class Module:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self._modules.items()]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _unexpected_keyword_error(layer: type, name: str) -> TypeError:
+    """The TypeError for `layer(name=...)`: the closest argument the layer takes, or all of them."""
+    valid = _keyword_arguments(layer)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keyword arguments: {', '.join(valid)}"
+    return TypeError(f"{layer.__name__} got an unexpected keyword argument {name!r}; {hint}")
+
+
+def _keyword_arguments(layer: type) -> list[str]:
+    """The names `layer(...)` accepts as keywords: those of every __init__ from `layer` up to Module."""
+    names: list[str] = []
+    for cls in layer.__mro__[: layer.__mro__.index(Module) + 1]:
+        if "__init__" not in vars(cls):
+            continue
+        for parameter in inspect.signature(vars(cls)["__init__"]).parameters.values():
+            keyword = parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+            if keyword and parameter.name != "self" and parameter.name not in names:
+                names.append(parameter.name)
+    return names
 
 
 def _converted(name: str, value: np.ndarray, dtype: np.dtype, source: str) -> np.ndarray:
