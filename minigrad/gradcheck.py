@@ -160,9 +160,11 @@ def gradgradcheck(
     names: Sequence[str] | None = None,
     raise_on_failure: bool = True,
     seed: int = 0,
+    title: str = "gradgradcheck",
 ) -> GradcheckReport:
     """Check second derivatives: gradcheck of x -> d(sum(v * fn(x)))/dx, taken with
-    create_graph=True, for a fixed random v (drawn from `seed`, not from manual_seed)."""
+    create_graph=True, for a fixed random v (drawn from `seed`, not from manual_seed).
+    `title` heads the report, as in gradcheck."""
     args, checked = _prepare_inputs(inputs, names)
     rng = np.random.default_rng(seed)
     weights = [
@@ -182,7 +184,7 @@ def gradgradcheck(
 
     return gradcheck(first_derivatives, args, eps, atol, rtol,
                      [name for _, name in checked] if names is not None else None,
-                     raise_on_failure, title="gradgradcheck")
+                     raise_on_failure, title=title)
 
 
 def _check_settings(eps: float, atol: float, rtol: float) -> None:

@@ -170,3 +170,21 @@ def test_gradcheck_leaves_the_callers_inputs_alone():
     mg.gradcheck(lambda t: t * t, [x])
     np.testing.assert_array_equal(x.numpy(), before)
     assert x.grad is None
+
+
+def test_gradgradcheck_reports_under_the_title_it_is_given():
+    report = mg.gradgradcheck(lambda a: (a * a * a).sum(), [np.array([1.0, 2.0])], title="cube, twice")
+    assert str(report).startswith("cube, twice:")
+    with pytest.raises(mg.GradcheckError, match="^cube, twice failed"):
+        mg.gradgradcheck(lambda a: BrokenSquare().apply(a), [np.array([1.0, 2.0])], title="cube, twice")
+
+
+class BrokenSquare(mg.Function):
+    """x^2 whose backward is right at first order but constant in x (so d2/dx2 is wrong)."""
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, grad):
+        (x,) = self.inputs
+        return (grad * mg.Tensor(2.0 * x.data),)  # 2x taken as a constant: no second derivative
