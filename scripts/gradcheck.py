@@ -1,12 +1,37 @@
-"""Gradient-check every equation of the seed and of the paper's backward pass, in float64.
+"""Check every BatchNorm implementation and every equation it is built from, in float64.
 
     python scripts/gradcheck.py
 
-Prints one table (equation, what is checked, max abs error, max rel error, pass/fail) and exits
-non-zero if any row fails. Rows labelled "Eq. N" are the seed's equations; the others name
-the paper's step or the layer. Eq. 3 (population), 4, 5 and 6 are statistics that training
-never differentiates: their rows compare the statistics with their formulas, and check the
-inference-mode gradient built on them.
+Prints one table (label, what is checked, max abs error, max rel error, pass/fail) and exits
+non-zero if any row fails.
+
+Numbering: a row labelled "Eq. N" checks that equation of the Keras BatchNormalization guide.
+The guide numbers two equations "Eq. 3"; here Eq. 3a is the biased batch variance
+sigma_B^2 = (1/m) sum (x - mu_B)^2 and Eq. 3b the population mean E[x] = E_B[mu_B].
+
+Two kinds of row. A gradient row runs gradcheck (or gradgradcheck, "second derivatives") on a
+function: its analytic derivatives against finite differences of that same function. It
+cannot see an error in the forward itself (a y off by 1% has derivatives off by 1% too, and
+the check compares them with each other), so a value row ("vs NumPy") compares each output
+with the formula written out in NumPy in this script.
+
+    Eq. 2, Eq. 3a, Eq. 1, scale and shift   the reference functions (minigrad/ops/batch_norm.py)
+    composite, closed form, fast kernels    the implementations F.batch_norm(form=...) runs:
+                                            "composite", "closed_form", "fast" (the default).
+                                            Each: y and the batch statistics vs NumPy (on a 2-D
+                                            and a 4-D axis=1 input), first derivatives, and
+                                            second derivatives. form="fast" with create_graph
+                                            runs closed_form_backward in the graph, so that row
+                                            is labelled "closed form".
+    Eq. 3b, Eq. 4                           population_statistics, and the layer's
+                                            momentum=None running form, vs NumPy
+    Eq. 5, Eq. 6                            the moving averages of a BatchNorm layer vs NumPy
+    inference, Eq. 3b-4 / 5-6 inference     Eq. 1 on those statistics: value and derivatives
+    Dense, ReLU, softmax cross-entropy, SGD the layers and the optimizer around BatchNorm
+
+Each function is looked up on its module when its row runs (reference.normalize, not a copy
+imported at the start), so that tests/test_gradcheck_script.py can replace one with a version
+that is 1% off and see the script fail, on the row that names it.
 """
 
 from __future__ import annotations
@@ -19,14 +44,16 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import minigrad as mg  # noqa: E402
 from minigrad.nn import functional as F  # noqa: E402
-from minigrad.ops.batch_norm import batch_moments, normalize, scale_and_shift  # noqa: E402
+from minigrad.ops import batch_norm as reference  # noqa: E402
 
 EPSILON = 1e-3
 AXES = (0,)  # a (batch, features) input: statistics over the batch axis
-rng = np.random.default_rng(0)
-X = rng.normal(size=(6, 3)) * 2.0 + 1.0
-GAMMA, BETA = 1.0 + 0.3 * rng.normal(size=3), rng.normal(size=3)
+X = np.random.default_rng(0).normal(size=(6, 3)) * 2.0 + 1.0
+GAMMA, BETA = 1.0 + 0.3 * np.random.default_rng(1).normal(size=3), np.random.default_rng(2).normal(size=3)
 LABELS = np.array([0, 2, 1, 2, 0, 1])
+# The value rows' inputs, 3 features each: X, and a 4-D one normalized along axis 1 (N, C, H, W).
+VALUE_CASES = [(X, -1), (np.random.default_rng(3).normal(size=(4, 3, 2, 2)) * 3.0 - 2.0, 1)]
+FORMS = [("composite", "composite"), ("closed form", "closed_form"), ("fast kernels", "fast")]
 
 
 def gradient_row(label, what, fn, inputs, second_order=False):
@@ -35,67 +62,135 @@ def gradient_row(label, what, fn, inputs, second_order=False):
     return label, what, report.max_abs_error, report.max_rel_error, report.passed
 
 
-def formula_row(label, what, got, expected, rtol=1e-12):
-    error = np.abs(np.asarray(got) - np.asarray(expected))
+def value_row(label, what, got, expected, rtol=1e-10, atol=1e-12):
+    """got against expected (lists of arrays, compared pairwise); pass within rtol and atol."""
+    got = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in got])
+    expected = np.concatenate([np.asarray(e, dtype=np.float64).ravel() for e in expected])
+    error = np.abs(got - expected)
     relative = error / np.maximum(np.abs(expected), 1e-300)
-    return label, what, float(error.max()), float(relative.max()), bool((error <= rtol * np.abs(expected) + 1e-15).all())
+    return label, what, float(error.max()), float(relative.max()), bool((error <= rtol * np.abs(expected) + atol).all())
 
 
-def population_statistics(batches, unbiased, momentum):
+# ---- The formulas in plain NumPy ---------------------------------------------------------------
+
+def numpy_batch_norm(x, gamma, beta, axis):
+    """(y, batch mean, biased batch variance) of the training transform, written out."""
+    axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    shape = [n if i not in axes else 1 for i, n in enumerate(x.shape)]
+    mean = x.mean(axis=axes)
+    variance = ((x - mean.reshape(shape)) ** 2).mean(axis=axes)
+    x_hat = (x - mean.reshape(shape)) / np.sqrt(variance.reshape(shape) + EPSILON)
+    return gamma.reshape(shape) * x_hat + beta.reshape(shape), mean, variance
+
+
+def form_forward(form, x, axis):
+    """F.batch_norm's (y, batch mean, batch variance) by `form`. At momentum 0 the moving
+    statistics become the batch's own, so they show what the form computed."""
+    moving_mean, moving_variance = mg.zeros(3, dtype="float64"), mg.ones(3, dtype="float64")
+    y = F.batch_norm(mg.Tensor(x), mg.Tensor(GAMMA), mg.Tensor(BETA), moving_mean, moving_variance,
+                     axis=axis, momentum=0.0, epsilon=EPSILON, form=form)
+    return y.numpy(), moving_mean.numpy(), moving_variance.numpy()
+
+
+def form_rows(label, form):
+    outputs = [form_forward(form, x, axis) for x, axis in VALUE_CASES]
+    expected = [numpy_batch_norm(x, GAMMA, BETA, axis) for x, axis in VALUE_CASES]
+    yield value_row(label, "forward y = gamma (x - mean)/sqrt(var + eps) + beta vs NumPy",
+                    [o[0] for o in outputs], [e[0] for e in expected])
+    yield value_row(label, "batch mean and biased variance it returns vs NumPy",
+                    [s for o in outputs for s in o[1:]], [s for e in expected for s in e[1:]])
+    train = lambda x, g, b: F.batch_norm(x, g, b, epsilon=EPSILON, form=form)  # noqa: E731
+    yield gradient_row(label, f"form={form!r} first derivatives: dl/dx, dl/dgamma, dl/dbeta",
+                       train, [X, GAMMA, BETA])
+    # create_graph=True: BatchNormFast's backward is closed_form_backward in the graph.
+    second, runs = ("closed form", ", run by closed_form_backward") if form == "fast" else (label, "")
+    yield gradient_row(second, f"form={form!r} second derivatives (create_graph){runs}", train,
+                       [X, GAMMA, BETA], second_order=True)
+
+
+# ---- The rows ----------------------------------------------------------------------------------
+
+def equation_rows():
+    """Eq. 2, 3a, 1 and the scale and shift: the reference functions, values and derivatives."""
+    mean, _, variance = reference.batch_moments(X, AXES)
+    yield value_row("Eq. 2", "batch_moments: mu_B = (1/m) sum x_i vs NumPy", [mean], [X.sum(0) / len(X)])
+    yield gradient_row("Eq. 2", "batch mean mu_B: d/dx", lambda x: reference.batch_moments(x, AXES)[0], [X])
+    yield value_row("Eq. 3a", "batch_moments: sigma_B^2 = (1/m) sum (x_i - mu_B)^2 vs NumPy", [variance],
+                    [((X - X.mean(0)) ** 2).sum(0) / len(X)])
+    yield gradient_row("Eq. 3a", "biased batch variance sigma_B^2: d/dx",
+                       lambda x: reference.batch_moments(x, AXES)[2], [X])
+    mu, var = X.mean(0), X.var(0) + 0.5
+    inv_std, x_hat = reference.normalize(X - mu, var, EPSILON)
+    yield value_row("Eq. 1", "normalize: 1/sqrt(var + eps) and x_hat = (x - mu)/sqrt(var + eps) vs NumPy",
+                    [inv_std, x_hat], [1 / np.sqrt(var + EPSILON), (X - mu) / np.sqrt(var + EPSILON)])
+    yield gradient_row("Eq. 1", "x_hat: d/dx, d/dmu, d/dvar",
+                       lambda x, mu, var: reference.normalize(x - mu, var, EPSILON)[1], [X, mu, var])
+    x_hat = (X - mu) / np.sqrt(var + EPSILON)
+    yield value_row("scale and shift", "scale_and_shift: y = gamma x_hat + beta vs NumPy",
+                    [reference.scale_and_shift(x_hat, GAMMA, BETA)], [GAMMA * x_hat + BETA])
+    yield gradient_row("scale and shift", "y = gamma x_hat + beta: d/dx_hat, d/dgamma, d/dbeta",
+                       lambda *a: reference.scale_and_shift(*a), [x_hat, GAMMA, BETA])
+
+
+def trained_layer(batches, unbiased, momentum):
     layer = mg.nn.BatchNorm(momentum=momentum, epsilon=EPSILON, unbiased=unbiased, dtype="float64")
     for batch in batches:
         layer(mg.Tensor(batch), training=True)
     return layer
 
 
-def inference_fn(layer):
+def inference_rows(label, layer):
+    """Eq. 1 on the layer's stored statistics: y vs NumPy, and the derivatives."""
+    mean, variance = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+
     def fn(x, gamma, beta):
         return F.batch_norm(x, gamma, beta, layer.moving_mean, layer.moving_variance,
                             training=False, epsilon=EPSILON)
-    return fn
+
+    yield value_row("inference", f"y = gamma (x - mean)/sqrt(var + eps) + beta on the {label} statistics vs NumPy",
+                    [fn(mg.Tensor(X), mg.Tensor(GAMMA), mg.Tensor(BETA)).numpy()],
+                    [GAMMA * (X - mean) / np.sqrt(variance + EPSILON) + BETA])
+    yield gradient_row(f"{label} inference", "y: d/dx, d/dgamma, d/dbeta", fn, [X, GAMMA, BETA])
+    if label == "Eq. 5-6":
+        yield gradient_row(f"{label} inference", "second derivatives", fn, [X, GAMMA, BETA], second_order=True)
 
 
-def rows():
-    yield gradient_row("Eq. 2", "batch mean mu_B: d/dx", lambda x: batch_moments(x, AXES)[0], [X])
-    yield gradient_row("Eq. 3", "biased batch variance sigma_B^2: d/dx", lambda x: batch_moments(x, AXES)[2], [X])
-    yield gradient_row("Eq. 1", "x_hat = (x - mu)/sqrt(var + eps): d/dx, d/dmu, d/dvar",
-                       lambda x, mu, var: normalize(x - mu, var, EPSILON)[1],
-                       [X, X.mean(0), X.var(0) + 0.5])
-    yield gradient_row("scale and shift", "y = gamma x_hat + beta: d/dx_hat, d/dgamma, d/dbeta",
-                       scale_and_shift, [normalize(X - X.mean(0), X.var(0), EPSILON)[1], GAMMA, BETA])
-    train = lambda form: lambda x, g, b: F.batch_norm(x, g, b, epsilon=EPSILON, form=form)  # noqa: E731
-    yield gradient_row("paper backward", "closed form dl/dx_hat..dl/dbeta: dl/dx, dl/dgamma, dl/dbeta",
-                       train("closed_form"), [X, GAMMA, BETA])
-    yield gradient_row("paper backward", "closed form, second derivatives (create_graph)",
-                       train("closed_form"), [X, GAMMA, BETA], second_order=True)
-    yield gradient_row("Eq. 1-3 composite", "engine-differentiated training transform",
-                       train("composite"), [X, GAMMA, BETA])
-    yield gradient_row("Eq. 1-3 composite", "second derivatives", train("composite"), [X, GAMMA, BETA],
-                       second_order=True)
-
+def statistics_rows(rng):
+    """Eq. 3b and 4 (population), Eq. 5 and 6 (moving averages), and inference on them."""
     batches = [rng.normal(size=(8, 3)) * (i + 1) + i for i in range(5)]
     m = 8
-    exact = population_statistics(batches, unbiased=True, momentum=None)
-    yield formula_row("Eq. 3 (population)", "E[x] = E_B[mu_B] after 5 batches",
-                      exact.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0))
-    yield formula_row("Eq. 4", "Var[x] = m/(m-1) E_B[sigma_B^2] after 5 batches",
-                      exact.moving_variance.numpy(), m / (m - 1) * np.mean([b.var(0) for b in batches], 0))
-    yield gradient_row("Eq. 3-4 inference", "y on the population statistics: d/dx, d/dgamma, d/dbeta",
-                       inference_fn(exact), [X, GAMMA, BETA])
-    keras = population_statistics(batches, unbiased=False, momentum=0.9)
+    means, variances = np.stack([b.mean(0) for b in batches]), np.stack([b.var(0) for b in batches])
+    population_mean = sum(b.mean(0) for b in batches) / len(batches)
+    population_variance = m / (m - 1) * sum(((b - b.mean(0)) ** 2).sum(0) / m for b in batches) / len(batches)
+    mean, variance = reference.population_statistics(means, variances, m)
+    yield value_row("Eq. 3b", "population_statistics: E[x] = E_B[mu_B] vs NumPy", [mean], [population_mean])
+    yield value_row("Eq. 4", "population_statistics: Var[x] = m/(m-1) E_B[sigma_B^2] vs NumPy",
+                    [variance], [population_variance])
+    exact = trained_layer(batches, unbiased=True, momentum=None)
+    yield value_row("Eq. 3b", "BatchNorm(momentum=None) moving mean after 5 batches vs NumPy",
+                    [exact.moving_mean.numpy()], [population_mean])
+    yield value_row("Eq. 4", "BatchNorm(momentum=None, unbiased=True) moving variance vs NumPy",
+                    [exact.moving_variance.numpy()], [population_variance])
+    yield from inference_rows("Eq. 3b-4", exact)
+
+    keras = trained_layer(batches, unbiased=False, momentum=0.9)
     expected_mean, expected_variance = np.zeros(3), np.ones(3)
     for b in batches:
         expected_mean = expected_mean * 0.9 + b.mean(0) * 0.1
         expected_variance = expected_variance * 0.9 + b.var(0) * 0.1
-    yield formula_row("Eq. 5", "moving mean = moving*momentum + mu_B*(1-momentum)",
-                      keras.moving_mean.numpy(), expected_mean)
-    yield formula_row("Eq. 6", "moving var = moving*momentum + sigma_B^2*(1-momentum)",
-                      keras.moving_variance.numpy(), expected_variance)
-    yield gradient_row("Eq. 5-6 inference", "y on the moving statistics: d/dx, d/dgamma, d/dbeta",
-                       inference_fn(keras), [X, GAMMA, BETA])
-    yield gradient_row("Eq. 5-6 inference", "second derivatives", inference_fn(keras), [X, GAMMA, BETA],
-                       second_order=True)
+    yield value_row("Eq. 5", "moving mean = moving*momentum + mu_B*(1-momentum) vs NumPy",
+                    [keras.moving_mean.numpy()], [expected_mean])
+    yield value_row("Eq. 6", "moving var = moving*momentum + sigma_B^2*(1-momentum) vs NumPy",
+                    [keras.moving_variance.numpy()], [expected_variance])
+    yield from inference_rows("Eq. 5-6", keras)
 
+
+def rows():
+    rng = np.random.default_rng(4)  # made here, so every call of rows() sees the same values
+    yield from equation_rows()
+    for label, form in FORMS:
+        yield from form_rows(label, form)
+    yield from statistics_rows(rng)
     yield gradient_row("Dense", "x @ kernel + bias: d/dx, d/dkernel, d/dbias", F.dense,
                        [X, rng.normal(size=(3, 4)), rng.normal(size=4)])
     yield gradient_row("ReLU", "max(x, 0) (x kept off 0)", F.relu, [X + np.where(X >= 0, 0.1, -0.1)])
@@ -106,6 +201,7 @@ def rows():
 
 def sgd_row():
     """SGD's step follows the gradient: loss(theta - lr g) = loss(theta) - lr |g|^2 + O(lr^2)."""
+    mg.manual_seed(0)
     model = mg.nn.Sequential(mg.nn.Dense(4, dtype="float64"), mg.nn.BatchNorm(dtype="float64"),
                              mg.nn.ReLU(), mg.nn.Dense(3, dtype="float64"))
     model.build(X.shape)
@@ -131,14 +227,15 @@ def sgd_row():
 
 def main() -> int:
     table = list(rows())
-    header = ("equation", "what is checked", "max abs error", "max rel error", "result")
+    header = ("label", "what is checked", "max abs error", "max rel error", "result")
     lines = [(e, w, f"{a:.2e}", f"{r:.2e}", "pass" if p else "FAIL") for e, w, a, r, p in table]
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
     for line in [header, *lines]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
     failed = [row for row in table if not row[4]]
     print(f"\n{len(table) - len(failed)} of {len(table)} rows pass (float64; gradient rows pass if "
-          "|analytic - numeric| <= 1e-5 + 1e-3 |numeric| on every element)")
+          "|analytic - numeric| <= 1e-5 + 1e-3 |numeric| on every element, value rows if "
+          "|value - NumPy| <= 1e-12 + 1e-10 |NumPy|)")
     return 1 if failed else 0
 
 

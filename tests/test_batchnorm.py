@@ -1,6 +1,9 @@
 """BatchNorm's behaviour beyond Keras: PyTorch's convention, the exact population average,
 numerical soundness, float16, invariances, modes and misuse."""
 
+import doctest
+import inspect
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,7 +14,7 @@ from conftest import normal
 
 
 def pytorch_reference(batches, momentum, eps, gamma, beta):
-    """PyTorch's BatchNorm1d rule written from its documentation (REFERENCE.md), in float64:
+    """PyTorch's documented BatchNorm1d rule (torch.nn.BatchNorm1d's docs), in float64:
     normalize with the biased variance, update running stats with the unbiased one,
     running = (1 - momentum) * running + momentum * batch, momentum=None: 1/num_batches."""
     running_mean, running_var = np.zeros(gamma.shape), np.ones(gamma.shape)
@@ -56,8 +59,9 @@ def test_pytorch_itself_agrees_where_it_is_installed():
 
 @pytest.mark.parametrize("unbiased", [False, True])
 def test_momentum_none_keeps_the_exact_population_average(backend, unbiased):
-    # The seed's population equations (paper Algorithm 2): E[x] = E_B[mu_B] and
-    # Var[x] = m/(m-1) E_B[sigma_B^2] (the m/(m-1) only with unbiased=True).
+    # The Keras BatchNormalization guide's population equations (paper Algorithm 2): Eq. 3b
+    # E[x] = E_B[mu_B] and Eq. 4 Var[x] = m/(m-1) E_B[sigma_B^2] (the m/(m-1) only with
+    # unbiased=True).
     batches = [normal((6, 2), seed) * (seed + 1) + seed for seed in range(7)]
     layer = mg.nn.BatchNorm(momentum=None, unbiased=unbiased, dtype="float64")
     for x in batches:
@@ -136,13 +140,13 @@ def test_frozen_layer_gets_no_gradient_and_sgd_leaves_it(backend):
     assert not np.array_equal(model.state_dict()["0.kernel"], before["0.kernel"])
 
 
-def test_layer_uses_the_closed_form_backward(backend):
+def test_layer_uses_the_fast_kernels_by_default(backend):
     layer = mg.nn.BatchNorm()
     y = layer(mg.Tensor(normal((4, 3)).astype(np.float32), requires_grad=True))
     node = y._ctx
-    while type(node).__name__ != "BatchNormTrain":  # past the astype/reshape nodes, if any
+    while type(node).__name__ != "BatchNormFast":  # past the astype/reshape nodes, if any
         node = next(t._ctx for t in node.inputs if t._ctx is not None)
-    assert type(node).__name__ == "BatchNormTrain"
+    assert type(node).__name__ == "BatchNormFast"
 
 
 # ---- invariances, as properties ---------------------------------------------------------------
@@ -227,9 +231,27 @@ def test_functional_batch_norm_checks_its_arguments(backend):
     x = mg.Tensor(np.ones((4, 3), np.float32))
     with pytest.raises(ValueError, match="gamma has shape \\(2,\\), expected \\(3,\\)"):
         mg.nn.functional.batch_norm(x, mg.ones(2))
-    with pytest.raises(ValueError, match="form 'fast' is not one of"):
-        mg.nn.functional.batch_norm(x, form="fast")
+    with pytest.raises(ValueError, match="form 'closed-form' is not one of \\('fast', 'closed_form', 'composite'\\)"):
+        mg.nn.functional.batch_norm(x, form="closed-form")
     with pytest.raises(ValueError, match="inference .* needs moving_mean"):
         mg.nn.functional.batch_norm(x, training=False)
     with pytest.raises(ValueError, match="momentum must be a number in \\[0, 1\\], got 2"):
         mg.nn.functional.batch_norm(x, mg.ones(3), momentum=2)
+
+
+# ---- help(mg.nn.BatchNorm) --------------------------------------------------------------------
+
+def test_the_docstring_documents_every_argument_and_its_example_runs():
+    parameters = [p.name for p in inspect.signature(mg.nn.BatchNorm.__init__).parameters.values()
+                  if p.name != "self" and p.kind != p.VAR_KEYWORD]
+    parameters += ["dtype", "trainable"]  # Module's own, passed up through **kwargs
+    docstring = inspect.getdoc(mg.nn.BatchNorm)
+    missing = [name for name in parameters if f"\n    {name}: " not in docstring]
+    assert not missing, f"BatchNorm's docstring has no Args entry for {missing}"
+    for section in ("Args:", "Call arguments:", "Weights", "Example:"):
+        assert section in docstring, section
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in doctest.DocTestFinder(recurse=False).find(mg.nn.BatchNorm, "BatchNorm", globs={}):
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted > 0 and results.failed == 0

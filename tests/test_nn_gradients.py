@@ -10,6 +10,7 @@ import pytest
 import minigrad as mg
 from conftest import normal
 from minigrad.nn import functional as F
+from minigrad.ops import batch_norm as ops_bn
 
 LABELS = np.array([2, 0, 1, 2, 1])
 
@@ -119,11 +120,11 @@ def test_a_model_gradchecks_end_to_end(backend):
     assert report.passed and report.max_abs_error < 1e-6, str(report)
 
 
-# ---- the closed form and the composite form agree ------------------------------------------
+# ---- the fast kernels, the closed form and the composite form agree --------------------------
 
 @pytest.mark.parametrize("shape, axis", [((7, 3), -1), ((2, 3, 4, 2), 1), ((3, 2, 2, 4), -1)])
 @pytest.mark.parametrize("center, scale", [(True, True), (False, False), (True, False)])
-def test_closed_form_equals_composite_to_second_order(backend, shape, axis, center, scale):
+def test_every_form_equals_composite_to_second_order(backend, shape, axis, center, scale):
     features = shape[axis]
     x = mg.Tensor(normal(shape, 1) * 2.0 + 0.5, requires_grad=True)
     gamma = mg.Tensor(1.0 + 0.3 * normal(features, 2), requires_grad=True) if scale else None
@@ -133,7 +134,7 @@ def test_closed_form_equals_composite_to_second_order(backend, shape, axis, cent
     probe = [mg.Tensor(normal(w.shape, 5 + i)) for i, w in enumerate(weights)]
 
     results = {}
-    for form in ("closed_form", "composite"):
+    for form in F.BATCH_NORM_FORMS:
         y = F.batch_norm(x, gamma, beta, axis=axis, form=form)
         first = mg.grad(y, weights, upstream, create_graph=True)
         # A second derivative: the gradient of <probe, first derivatives> w.r.t. every input.
@@ -142,28 +143,51 @@ def test_closed_form_equals_composite_to_second_order(backend, shape, axis, cent
                          allow_unused=True)
         second = [np.zeros(w.shape) if g is None else g.numpy() for w, g in zip(weights, second)]
         results[form] = [y.numpy()] + [g.numpy() for g in first] + second
-    for closed, composite in zip(results["closed_form"], results["composite"]):
-        np.testing.assert_allclose(closed, composite, rtol=1e-10, atol=1e-12)
+    for form in ("fast", "closed_form"):
+        for ours, composite in zip(results[form], results["composite"]):
+            np.testing.assert_allclose(ours, composite, rtol=1e-10, atol=1e-12, err_msg=form)
 
 
-def test_closed_form_without_create_graph_matches_with_it(backend):
+@pytest.mark.parametrize("form", ["fast", "closed_form"])
+def test_saved_array_backward_matches_the_create_graph_one(backend, form):
     # The saved-array path (no create_graph) and the recomputing path give the same gradients.
     x = mg.Tensor(normal((6, 4)), requires_grad=True)
     gamma = mg.Tensor(1.0 + normal(4, 1) * 0.2, requires_grad=True)
     upstream = mg.Tensor(normal((6, 4), 2))
-    plain = mg.grad(F.batch_norm(x, gamma, axis=-1), [x, gamma], upstream)
-    graphed = mg.grad(F.batch_norm(x, gamma, axis=-1), [x, gamma], upstream, create_graph=True)
+    plain = mg.grad(F.batch_norm(x, gamma, axis=-1, form=form), [x, gamma], upstream)
+    graphed = mg.grad(F.batch_norm(x, gamma, axis=-1, form=form), [x, gamma], upstream, create_graph=True)
     for a, b in zip(plain, graphed):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-14)
 
 
-def test_frozen_inverse_std_would_fail_gradgradcheck(backend, monkeypatch):
-    # The trap the reference warns about: a backward that treats 1/sqrt(var + eps) as a constant
-    # has right first derivatives and wrong second ones. Prove gradgradcheck catches it.
-    from minigrad.ops import batch_norm as ops_bn
+class SavedConstantsBatchNorm(mg.Function):
+    """x_hat of a (batch, features) input, written as a user writes their own Function, with
+    the shortcut the paper's closed form tempts one to take: backward reuses the forward's
+    x - mu, 1/sqrt(var + eps) and x_hat as constant Tensors, even under create_graph."""
 
-    monkeypatch.setattr(ops_bn, "is_grad_enabled", lambda: False)  # always use the saved arrays
-    fn = lambda x: F.batch_norm(x, axis=-1)  # noqa: E731
-    assert mg.gradcheck(fn, [normal((5, 2))]).passed
-    report = mg.gradgradcheck(fn, [normal((5, 2))], raise_on_failure=False)
+    axes = (0,)
+    epsilon = 1e-3
+
+    def forward(self, x):
+        _, self.centred, variance = ops_bn.batch_moments(x, self.axes)
+        self.inv_std, self.x_hat = ops_bn.normalize(self.centred, variance, self.epsilon)
+        return self.x_hat
+
+    def backward(self, grad):
+        # The engine sees no path from these constants back to x: the terms of the second
+        # derivative through mu and var are lost.
+        saved = [mg.Tensor(a) for a in (self.centred, self.inv_std, self.x_hat)]
+        return ops_bn.closed_form_backward(grad, None, *saved, self.axes, False, False)
+
+
+def test_a_backward_on_saved_constants_fails_gradgradcheck(backend):
+    fn = lambda x: SavedConstantsBatchNorm().apply(x)  # noqa: E731
+    x = normal((5, 2))
+    np.testing.assert_allclose(fn(mg.Tensor(x)).numpy(), F.batch_norm(mg.Tensor(x), axis=-1).numpy(),
+                               rtol=1e-12, atol=1e-14)
+    assert mg.gradcheck(fn, [x]).passed
+    report = mg.gradgradcheck(fn, [x], raise_on_failure=False)
     assert not report.passed
+    # minigrad's forms recompute them in the graph when create_graph=True, and pass.
+    for form in F.BATCH_NORM_FORMS:
+        assert mg.gradgradcheck(lambda x: F.batch_norm(x, axis=-1, form=form), [x]).passed, form

@@ -1,8 +1,10 @@
 """BatchNorm: the Keras BatchNormalization layer, with PyTorch's statistics convention on request.
 
-The four stored parameters of the seed: gamma and beta (trainable), moving_mean and
-moving_variance (not trainable), each of shape (features,). The arithmetic is in
-minigrad.nn.functional.batch_norm and minigrad.ops.batch_norm.
+The four stored parameters the Keras BatchNormalization guide lists: gamma and beta
+(trainable), moving_mean and moving_variance (not trainable), each of shape (features,). The
+arithmetic is in minigrad.nn.functional.batch_norm, which runs the equations of
+minigrad.ops.batch_norm (the reference implementation) or their fast restatement in
+minigrad.ops.batch_norm_fast (the default; see mg.nn.batch_norm_form).
 
 Conventions, and how to get PyTorch's:
 
@@ -14,7 +16,7 @@ Conventions, and how to get PyTorch's:
 
 PyTorch's momentum is the weight of the new batch, Keras's the weight of the old average, so
 PyTorch's p is Keras's 1 - p. PyTorch feeds the moving variance the unbiased batch variance
-(m/(m-1) times the biased one, the paper's Eq. 4); Keras feeds the biased one. Both normalize
+(m/(m-1) times the biased one, the guide's Eq. 4); Keras feeds the biased one. Both normalize
 with the biased one. PyTorch's 2-D layer on (N, C, H, W) is BatchNorm(axis=1, ...).
 """
 
@@ -26,19 +28,97 @@ import numpy as np
 
 from minigrad.nn import constraints, functional as F, initializers, regularizers
 from minigrad.nn.module import Module
+from minigrad.ops import batch_norm as reference
 from minigrad.tensor import Tensor
 
 
 class BatchNorm(Module):
-    """Batch Normalization over feature axis `axis`, statistics over every other axis.
+    """Batch Normalization, as keras.layers.BatchNormalization: normalize, scale and shift each feature.
 
-    Training mode (training=True, or the module in train() mode, and trainable) normalizes
-    with the batch mean and biased batch variance and updates
-    moving = moving * momentum + batch * (1 - momentum) (Eq. 5, 6). momentum=None keeps the
-    exact average over all batches seen instead (Eq. 3 and 4 of the seed's population part).
-    unbiased=True feeds the moving variance m/(m-1) * batch variance. Inference mode uses the
-    moving statistics and updates nothing; with trainable=False the layer is always in
-    inference mode, as in Keras.
+    In training (training=True, or the module in train() mode, and trainable), for each
+    feature k over the m values of the mini-batch B (every axis but `axis`):
+
+        y = gamma * (x - mu_B) / sqrt(sigma_B^2 + epsilon) + beta        (Eq. 1, 2, 3a)
+        moving_mean     = moving_mean     * momentum + mu_B      * (1 - momentum)   (Eq. 5)
+        moving_variance = moving_variance * momentum + sigma_B^2 * (1 - momentum)   (Eq. 6)
+
+    with mu_B the batch mean and sigma_B^2 the biased batch variance. In inference
+    (training=False, eval(), or trainable=False, as in Keras) the moving statistics take
+    their place and nothing is updated:
+
+        y = gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta
+
+    The equations are numbered as in the Keras BatchNormalization guide, with its two
+    "Eq. 3" told apart as Eq. 3a (batch variance) and Eq. 3b (population mean).
+
+    Args:
+        axis: the feature axis, normalized separately; statistics are taken over every other
+            axis. -1 for (batch, features) and channels-last images, 1 for (N, C, H, W).
+            Default -1.
+        momentum: the weight of the old average in Eq. 5 and 6, a number in [0, 1] (PyTorch's
+            momentum p is 1 - p here). None keeps the exact average of every batch seen
+            instead (Eq. 3b, and Eq. 4 with unbiased=True): momentum (n-1)/n at the n-th batch,
+            as PyTorch's momentum=None. Default 0.99.
+        epsilon: added to the variance before the square root, a number > 0 that the dtype
+            can hold; it keeps a constant feature finite. Default 1e-3.
+        center: whether to add the learned offset beta. Default True.
+        scale: whether to multiply by the learned factor gamma; off, gamma is 1 (fine when
+            the next layer is linear, or a ReLU then a linear layer: it absorbs the scale).
+            Default True.
+        beta_initializer: how beta starts: a name from minigrad.nn.initializers or a
+            callable(shape, dtype). Default "zeros".
+        gamma_initializer: how gamma starts. Default "ones".
+        moving_mean_initializer: how the moving mean starts. Default "zeros".
+        moving_variance_initializer: how the moving variance starts. Default "ones".
+        beta_regularizer: a penalty on beta that regularization_loss() adds up: a name
+            ("l2"), a callable or None. Default None.
+        gamma_regularizer: the same for gamma. Default None.
+        beta_constraint: applied to beta after each optimizer step: a name ("non_neg",
+            "unit_norm"), a callable or None. Default None.
+        gamma_constraint: the same for gamma. Default None.
+        unbiased: feed Eq. 6 the unbiased batch variance m/(m-1) * sigma_B^2 (Eq. 4's
+            correction, PyTorch's convention) instead of the biased one (Keras's). The output
+            is normalized with the biased one either way. Keyword only. Default False.
+        dtype: the weights' float dtype (a Module argument, passed up through **kwargs).
+            Default "float32".
+        trainable: False freezes the layer: gamma and beta get no gradient, and the layer
+            always runs in inference mode, as in Keras (a Module argument). Default True.
+        **kwargs: dtype and trainable only. Keras's `name` is not taken: an unknown keyword
+            is an error that names the closest valid one.
+
+    Call arguments:
+        x: the input Tensor (or array), with the feature axis of the size the layer was built
+            for. Integer and bool input is normalized as floats; float16 is computed in
+            float32 and returned as float16.
+        training: True for training mode, False for inference, None (default) for the
+            module's own mode (train() or eval()).
+
+    Input shape:
+        any, with at least two values per feature in training. Output shape: the same.
+
+    Weights, created on the first call (or by build(input_shape)), each of shape (features,):
+        gamma: trainable; only with scale=True, else gamma is None.
+        beta: trainable; only with center=True, else beta is None.
+        moving_mean, moving_variance: not trainable, saved by state_dict().
+        num_batches_tracked: shape (), the training batches seen (momentum=None needs it).
+
+    mg.nn.batch_norm_form picks the code that runs in training: the fast kernels (default),
+    or the reference equations ("closed_form", "composite"); all give the same values.
+
+    Example:
+
+        >>> import numpy as np
+        >>> import minigrad as mg
+        >>> layer = mg.nn.BatchNorm(momentum=0.9, dtype="float64")
+        >>> x = mg.Tensor([[1.0, 10.0], [3.0, 30.0]], dtype="float64")
+        >>> y = layer(x, training=True)
+        >>> np.round(y.numpy(), 4).tolist()  # (x - mu_B) / sqrt(sigma_B^2 + 0.001), per column
+        [[-0.9995, -1.0], [0.9995, 1.0]]
+        >>> np.round(layer.moving_mean.numpy(), 4).tolist()  # 0 * 0.9 + mu_B * 0.1
+        [0.2, 2.0]
+        >>> y = layer(x, training=False)  # inference: the moving statistics, nothing updated
+        >>> layer.gamma.shape, layer.beta.shape
+        ((2,), (2,))
     """
 
     def __init__(
@@ -125,11 +205,8 @@ class BatchNorm(Module):
         training = self.training if training is None else bool(training)
         training = training and self.trainable  # a frozen layer always runs in inference mode
         momentum = self.momentum
-        if momentum is None:
-            # Exact running average: after n batches, moving = (1/n) sum of the batch values,
-            # which is Eq. 5 with momentum (n-1)/n.
-            seen = int(self.num_batches_tracked.item()) + 1
-            momentum = (seen - 1) / seen
+        if momentum is None:  # Eq. 3b and 4 kept up to date: the exact average of every batch
+            momentum = reference.cumulative_momentum(int(self.num_batches_tracked.item()))
         y = F.batch_norm(
             x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
             training=training, axis=self.axis, momentum=momentum,

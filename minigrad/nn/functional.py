@@ -1,5 +1,6 @@
 """The layers as functions: relu, sigmoid, dense, batch_norm, and the losses
-softmax_cross_entropy and mse.
+softmax_cross_entropy and mse; and batch_norm_form, the switch between BatchNorm's
+implementations.
 
 The modules in minigrad.nn hold weights and call these; these hold the arithmetic.
 """
@@ -13,10 +14,11 @@ import numpy as np
 
 from minigrad import backend, ops
 from minigrad.autograd import no_grad
-from minigrad.ops.batch_norm import BatchNormTrain, batch_norm_composite, normalize, scale_and_shift
+from minigrad.ops import batch_norm as reference, batch_norm_fast as fast
 from minigrad.tensor import Tensor
 
-BATCH_NORM_FORMS = ("closed_form", "composite")
+# Each form trains with the same equations; they differ in the code that runs (see batch_norm).
+BATCH_NORM_FORMS = ("fast", "closed_form", "composite")
 
 
 def relu(x: Tensor) -> Tensor:
@@ -78,6 +80,49 @@ def mse(prediction: Tensor, target: Any) -> Tensor:
     return (difference * difference).mean()
 
 
+class _BatchNormFormSetting:
+    """The form batch_norm_form set, and the one it replaced, restored when a `with` ends."""
+
+    form = "fast"  # the setting itself, read by batch_norm(form=None)
+
+    def __init__(self, form: str) -> None:
+        _check_form(form, "batch_norm_form")
+        self.previous = _BatchNormFormSetting.form
+        _BatchNormFormSetting.form = form
+
+    def __enter__(self) -> str:
+        return _BatchNormFormSetting.form
+
+    def __exit__(self, *exc: object) -> None:
+        _BatchNormFormSetting.form = self.previous
+
+
+def batch_norm_form(form: str) -> _BatchNormFormSetting:
+    """Choose the implementation that batch_norm(form=None), and so every BatchNorm layer, runs.
+
+    form is one of BATCH_NORM_FORMS: "fast" (the default), "closed_form" or "composite"; see
+    batch_norm. It takes effect at once, for the whole process. As a context manager it
+    restores the previous form when the block ends, error or not:
+
+        with mg.nn.batch_norm_form("closed_form"):   # train with the reference formulas
+            loss = loss_fn(model(x), labels)
+            loss.backward()
+
+    A name not in BATCH_NORM_FORMS raises ValueError and changes nothing.
+    """
+    return _BatchNormFormSetting(form)
+
+
+def get_batch_norm_form() -> str:
+    """The form batch_norm(form=None) runs now: "fast" unless batch_norm_form changed it."""
+    return _BatchNormFormSetting.form
+
+
+def _check_form(form: Any, caller: str) -> None:
+    if not isinstance(form, str) or form not in BATCH_NORM_FORMS:
+        raise ValueError(f"{caller}: form {form!r} is not one of {BATCH_NORM_FORMS}")
+
+
 def batch_norm(
     x: Tensor,
     gamma: Tensor | None = None,
@@ -90,18 +135,28 @@ def batch_norm(
     momentum: float = 0.99,
     epsilon: float = 1e-3,
     unbiased: bool = False,
-    form: str = "closed_form",
+    form: str | None = None,
 ) -> Tensor:
     """Batch Normalization of x along feature axis `axis`, statistics over every other axis.
 
-    training=True normalizes with the batch mean and biased batch variance and, when the
-    moving statistics are given, updates them in place by Eq. 5 and 6 (Keras's convention:
-    moving = moving * momentum + batch * (1 - momentum)); unbiased=True feeds them
-    m/(m-1) * variance instead (Eq. 4, PyTorch's convention). training=False normalizes with
-    the moving statistics and updates nothing. gamma, beta and the moving statistics have
-    shape (x.shape[axis],). float16 input is computed in float32 and returned as float16.
-    form picks the backward: "closed_form" (the paper's equations) or "composite" (the
-    engine differentiates Eq. 1-3); both give the same values and derivatives.
+    training=True normalizes with the batch mean and biased batch variance (Eq. 2, 3a, 1)
+    and, when the moving statistics are given, updates them in place by Eq. 5 and 6 (Keras's
+    convention: moving = moving * momentum + batch * (1 - momentum)); unbiased=True feeds
+    them m/(m-1) * variance instead (Eq. 4's correction, PyTorch's convention).
+    training=False normalizes with the moving statistics and updates nothing. gamma, beta and
+    the moving statistics have shape (x.shape[axis],). float16 input is computed in float32
+    and returned as float16.
+
+    form picks the implementation of training mode; all give the same values and derivatives:
+        "fast"         BatchNormFast (minigrad.ops.batch_norm_fast): the fast kernels forward
+                       and, at first order, backward. The default.
+        "closed_form"  BatchNormClosedForm (minigrad.ops.batch_norm): the reference equations
+                       forward and the paper's closed-form backward.
+        "composite"    batch_norm_composite: the reference equations in Tensor operations,
+                       differentiated by the engine.
+        None           whatever batch_norm_form set (get_batch_norm_form()).
+    With create_graph=True, "fast" and "closed_form" both run closed_form_backward in the
+    graph. Inference always runs minigrad.ops.batch_norm.batch_norm_inference.
     """
     feature_axis = _feature_axis(axis, x.shape)
     channels = x.shape[feature_axis]
@@ -115,8 +170,8 @@ def batch_norm(
             )
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"batch_norm: training must be True or False, got {training!r}")
-    if form not in BATCH_NORM_FORMS:
-        raise ValueError(f"batch_norm: form {form!r} is not one of {BATCH_NORM_FORMS}")
+    form = _BatchNormFormSetting.form if form is None else form
+    _check_form(form, "batch_norm")
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
         raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
     if (moving_mean is None) != (moving_variance is None):
@@ -143,24 +198,28 @@ def batch_norm(
     x_compute = x.astype(compute_dtype)
     gamma_b, beta_b = prepared(gamma), prepared(beta)
     if training:
-        if form == "closed_form":
-            fn = BatchNormTrain(axes, epsilon, gamma is not None, beta is not None)
+        if form == "composite":
+            y, mean, variance = reference.batch_norm_composite(x_compute, gamma_b, beta_b, axes, epsilon)
+            mean, variance = mean.data, variance.data
+        else:
+            kind = fast.BatchNormFast if form == "fast" else reference.BatchNormClosedForm
+            fn = kind(axes, epsilon, gamma is not None, beta is not None)
             y = fn.apply(x_compute, *[w for w in (gamma_b, beta_b) if w is not None])
             mean, variance = fn.mean, fn.variance
-        else:
-            y, mean, variance = batch_norm_composite(x_compute, gamma_b, beta_b, axes, epsilon)
-            mean, variance = mean.data, variance.data
         if moving_mean is not None:
-            update_moving_statistics(
-                moving_mean, moving_variance, mean.reshape(channels), variance.reshape(channels),
-                count, momentum, unbiased,
+            if unbiased:
+                variance = reference.unbiased_variance(variance, count)  # Eq. 4's m/(m-1)
+            # Computed in the batch statistics' dtype, then stored in the moving statistics' own.
+            new_mean, new_variance = reference.update_moving_statistics(
+                moving_mean.data.astype(mean.dtype), moving_variance.data.astype(variance.dtype),
+                mean.reshape(channels), variance.reshape(channels), momentum,
             )
+            moving_mean.data[...] = new_mean
+            moving_variance.data[...] = new_variance
     else:
         with no_grad():  # the moving statistics are constants of the graph
             mean_b, variance_b = prepared(moving_mean), prepared(moving_variance)
-        # Eq. 1 with the moving statistics: in inference the layer is a fixed affine map.
-        _, x_hat = normalize(x_compute - mean_b, variance_b, epsilon)
-        y = scale_and_shift(x_hat, gamma_b, beta_b)
+        y = reference.batch_norm_inference(x_compute, mean_b, variance_b, gamma_b, beta_b, epsilon)
     return y.astype(output_dtype)
 
 
@@ -174,30 +233,6 @@ def check_epsilon(epsilon: Any, dtype: Any, caller: str) -> None:
             f"{caller}: epsilon must be a finite number > 0 that {np.dtype(dtype)} can hold "
             f"(at least {np.finfo(dtype).smallest_subnormal:.3g}), got {epsilon!r}"
         )
-
-
-def update_moving_statistics(
-    moving_mean: Tensor,
-    moving_variance: Tensor,
-    mean: Any,
-    variance: Any,
-    count: int,
-    momentum: float,
-    unbiased: bool,
-) -> None:
-    """Eq. 5 and 6, in place: moving = moving * momentum + batch * (1 - momentum).
-
-    unbiased=True feeds Eq. 6 the unbiased estimate m/(m-1) * variance (Eq. 4).
-    """
-    if unbiased:
-        variance = variance * (count / (count - 1))  # Eq. 4: m/(m-1) * sigma_B^2
-    # Computed in the batch statistics' dtype, then stored in the moving statistics' own.
-    new_mean = moving_mean.data.astype(mean.dtype) * momentum + mean * (1.0 - momentum)  # Eq. 5
-    new_variance = (
-        moving_variance.data.astype(variance.dtype) * momentum + variance * (1.0 - momentum)
-    )  # Eq. 6
-    moving_mean.data[...] = new_mean
-    moving_variance.data[...] = new_variance
 
 
 def _feature_axis(axis: Any, shape: tuple[int, ...]) -> int:

@@ -1,42 +1,46 @@
-"""Batch Normalization's training transform (the paper's Algorithm 1), forward beside backward.
+"""The reference BatchNorm: the equations of the paper and of the Keras BatchNormalization guide.
+
+Each equation is here once, labelled with the guide's number, and runs on arrays and Tensors
+alike. The guide numbers two equations "Eq. 3"; minigrad calls them Eq. 3a (the batch
+variance) and Eq. 3b (the population mean).
+
+    Eq. 2, Eq. 3a   batch_moments             mu_B, and the biased sigma_B^2 from centred values
+    Eq. 1           normalize                 x_hat = (x - mu) / sqrt(var + eps)
+                    scale_and_shift           y = gamma x_hat + beta
+    inference       batch_norm_inference      Eq. 1 with the population (or moving) statistics
+    Eq. 3b, Eq. 4   population_statistics     E[x] = E_B[mu_B], Var[x] = m/(m-1) E_B[sigma_B^2]
+                    (with unbiased_variance and cumulative_momentum, their running form)
+    Eq. 5, Eq. 6    update_moving_statistics  moving = moving * momentum + batch * (1 - momentum)
+    paper, Sec. 3   closed_form_backward      dl/dx_hat, dl/dvar, dl/dmu, dl/dx, dl/dgamma, dl/dbeta
+
+Two training forms are built from them: BatchNormClosedForm (these equations forward, the
+paper's closed form backward) and batch_norm_composite (these equations in Tensor operations,
+differentiated by the engine). The layer trains with neither by default: it runs
+minigrad.ops.batch_norm_fast, which restates these equations for speed and is tested against
+them. mg.nn.batch_norm_form("closed_form") trains with the equations here instead.
 
 `axes` are the reduction axes (every axis but the feature axis), so a mini-batch of one
-feature holds m = the product of those axes' sizes values. gamma and beta come in broadcast
-shape (size 1 on the reduced axes), and the statistics are kept in that shape too.
-
-The equations live here once each, written so that they run on arrays and Tensors alike:
-batch_moments (Eq. 2 and 3), normalize (Eq. 1), scale_and_shift. Two forms use them:
-
-- batch_norm_composite: the equations in Tensor operations, differentiated by the engine.
-- BatchNormTrain (the form the layer uses): the paper's closed-form backward
-  (closed_form_backward: dl/dx_hat, dl/dvar, dl/dmu, dl/dx, dl/dgamma, dl/dbeta).
-
-BatchNormTrain's forward, and its backward when no second-order graph is needed, run the
-fast kernels at the end of this file: the same equations, arranged to pass over memory as
-few times as they can, and on CuPy fused into one GPU kernel per pass.
-
-The layer around these (feature axis, dtypes, moving statistics) is minigrad.nn.functional.
+feature holds m = the product of those axes' sizes values. gamma, beta and the statistics come
+in broadcast shape (size 1 on the reduced axes). The layer around all this (feature axis,
+dtypes, argument checks) is minigrad.nn.functional.batch_norm.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
-from minigrad import backend
 from minigrad.autograd import Function, is_grad_enabled
 from minigrad.tensor import Tensor
 
 
+# ---- The training transform -------------------------------------------------------------------
+
 def batch_moments(x: Any, axes: tuple[int, ...]) -> tuple[Any, Any, Any]:
-    """Eq. 2 and 3: (batch mean, x - mean, biased batch variance), on arrays or Tensors."""
+    """Eq. 2 and Eq. 3a: (batch mean, x - mean, biased batch variance), on arrays or Tensors."""
     mean = x.mean(axis=axes, keepdims=True)  # Eq. 2: mu_B = (1/m) sum_i x_i
     centred = x - mean
-    # Eq. 3: sigma_B^2 = (1/m) sum_i (x_i - mu_B)^2, biased (divide by m) and taken from the
+    # Eq. 3a: sigma_B^2 = (1/m) sum_i (x_i - mu_B)^2, biased (divide by m) and taken from the
     # centred values: E[x^2] - E[x]^2 cancels catastrophically when |mean| >> spread.
     variance = (centred * centred).mean(axis=axes, keepdims=True)
     return mean, centred, variance
@@ -57,61 +61,13 @@ def scale_and_shift(x_hat: Any, gamma: Any, beta: Any) -> Any:
 def batch_norm_composite(
     x: Tensor, gamma: Tensor | None, beta: Tensor | None, axes: tuple[int, ...], epsilon: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The training transform in Tensor operations. Returns (y, batch mean, batch variance)."""
+    """The training transform in Tensor operations, differentiated by the engine.
+
+    Returns (y, batch mean, batch variance).
+    """
     mean, centred, variance = batch_moments(x, axes)
     _, x_hat = normalize(centred, variance, epsilon)
     return scale_and_shift(x_hat, gamma, beta), mean, variance
-
-
-class BatchNormTrain(Function):
-    """The training transform with the paper's closed-form backward.
-
-    Inputs: x, then gamma (if has_gamma), then beta (if has_beta), both in broadcast shape.
-    After forward, `mean` and `variance` hold the batch statistics (arrays of shape (1, C, 1))
-    for the moving averages.
-    """
-
-    def __init__(self, axes: tuple[int, ...], epsilon: float, has_gamma: bool, has_beta: bool):
-        self.axes = axes
-        self.epsilon = epsilon
-        self.has_gamma = has_gamma
-        self.has_beta = has_beta
-
-    def _gamma_beta(self, affine: tuple[Any, ...]) -> tuple[Any, Any]:
-        gamma = affine[0] if self.has_gamma else None
-        beta = affine[-1] if self.has_beta else None
-        return gamma, beta
-
-    def forward(self, x, *affine):
-        gamma, beta = self._gamma_beta(affine)
-        (self.feature_axis,) = set(range(x.ndim)) - set(self.axes)
-        y, self.centred, self.mean, self.variance, self.inv_std = fast_forward(
-            x, gamma, beta, self.feature_axis, self.epsilon
-        )
-        return y
-
-    def backward(self, grad):
-        x = self.inputs[0]
-        gamma, _ = self._gamma_beta(self.inputs[1:])
-        if is_grad_enabled():
-            # create_graph=True: recompute the statistics from x inside the graph. The saved
-            # arrays are constants to the engine, and 1/sqrt(var + eps) and x_hat taken as
-            # constants give right first derivatives but wrong second ones.
-            _, centred, variance = batch_moments(x, self.axes)
-            inv_std, x_hat = normalize(centred, variance, self.epsilon)
-            return closed_form_backward(grad, gamma, centred, inv_std, x_hat, self.axes,
-                                        self.has_gamma, self.has_beta)
-        # First order only: the same equations by the fast kernel, with no graph to record.
-        # On the graph's last use, dl/dx goes into the saved x - mu: one array fewer.
-        d_x, d_gamma, d_beta = fast_backward(grad.data, self.centred, self.inv_std,
-                                             None if gamma is None else gamma.data, self.feature_axis,
-                                             out=self.centred if self.last_use else None)
-        grads = [d_x]
-        if self.has_gamma:
-            grads.append(d_gamma.reshape(gamma.shape))
-        if self.has_beta:
-            grads.append(d_beta.reshape(self.inputs[-1].shape))
-        return tuple(Tensor._make(g) for g in grads)
 
 
 def closed_form_backward(grad: Any, gamma: Any, centred: Any, inv_std: Any, x_hat: Any,
@@ -140,122 +96,108 @@ def closed_form_backward(grad: Any, gamma: Any, centred: Any, inv_std: Any, x_ha
     return tuple(grads)
 
 
-# ---- The fast kernels ------------------------------------------------------------------------
-# The equations above again, on arrays only and for first derivatives only, arranged for
-# speed. Every batch axis is folded into a (before, C, after) view, so each statistic is one
-# reduction over axes (0, 2). x_hat is never stored: the backward needs only x - mu and
-# 1/sqrt(var + eps). On NumPy the elementwise steps write in place (out=) instead of making
-# temporaries; on CuPy each is one fused kernel. tests/test_batch_norm_kernels.py checks each
-# function against the plain formula it restates.
+class BatchNormFunction(Function):
+    """What the training Functions share: their settings, and the backward that create_graph runs.
 
-
-def three_axes(a: Any, feature_axis: int) -> Any:
-    """a as a (before, C, after) array (a view when a is contiguous); C is the feature axis."""
-    before = math.prod(a.shape[:feature_axis])
-    return a.reshape(before, a.shape[feature_axis], -1)
-
-
-def channel_sum(a: Any, b: Any = None, accumulate: Any = None) -> Any:
-    """sum_i a_i, or sum_i a_i * b_i, per channel of (before, C, after) arrays: shape (1, C, 1).
-
-    accumulate=np.float64 adds up in float64 and returns the sum in a's dtype: the forward's
-    statistics need it, because a float32 running sum of a million values near 1e4 is off by
-    a few hundredths of itself, and Eq. 3 then measures that error as variance.
+    Inputs: x, then gamma (if has_gamma), then beta (if has_beta), both in broadcast shape.
+    After forward, `mean` and `variance` hold the batch statistics (arrays) for the moving
+    averages.
     """
-    if backend.get_array_module(a) is not np:
-        kernels = _cupy_kernels()
-        if b is None:
-            total = a.sum(axis=(0, 2), dtype=accumulate)
-        else:
-            dot = kernels.channel_dot if accumulate is None else kernels.channel_dot_float64
-            total = dot(a, b, axis=(0, 2))
-    elif b is None:
-        total = np.einsum("icj->c", a, dtype=accumulate)  # one pass, faster than a.sum(axis=(0, 2))
-    else:
-        total = np.einsum("icj,icj->c", a, b, dtype=accumulate)  # one pass, no a * b temporary
-    return total.astype(a.dtype, copy=False).reshape(1, -1, 1)
+
+    def __init__(self, axes: tuple[int, ...], epsilon: float, has_gamma: bool, has_beta: bool):
+        self.axes = axes
+        self.epsilon = epsilon
+        self.has_gamma = has_gamma
+        self.has_beta = has_beta
+
+    def _gamma_beta(self, affine: tuple[Any, ...]) -> tuple[Any, Any]:
+        gamma = affine[0] if self.has_gamma else None
+        beta = affine[-1] if self.has_beta else None
+        return gamma, beta
+
+    def backward_in_graph(self, grad: Tensor) -> tuple[Tensor, ...]:
+        """closed_form_backward on Tensors, with the statistics recomputed from x in the graph.
+
+        Arrays saved by forward are constants to the engine, and 1/sqrt(var + eps) and x_hat
+        taken as constants give right first derivatives but wrong second ones.
+        """
+        x = self.inputs[0]
+        gamma, _ = self._gamma_beta(self.inputs[1:])
+        _, centred, variance = batch_moments(x, self.axes)
+        inv_std, x_hat = normalize(centred, variance, self.epsilon)
+        return closed_form_backward(grad, gamma, centred, inv_std, x_hat, self.axes,
+                                    self.has_gamma, self.has_beta)
 
 
-def shift_and_scale(centred: Any, scale: Any, shift: Any) -> Any:
-    """centred * scale + shift (shift may be None), in one pass on CuPy, in place on NumPy."""
-    if backend.get_array_module(centred) is not np:
-        if shift is None:
-            return centred * scale
-        return _cupy_kernels().shift_and_scale(centred, scale, shift)
-    y = np.multiply(centred, scale)
-    if shift is not None:
-        np.add(y, shift, out=y)
-    return y
+class BatchNormClosedForm(BatchNormFunction):
+    """The training transform by the reference equations, with the paper's closed-form backward.
 
-
-def input_gradient(grad: Any, centred: Any, k: Any, mean_grad: Any, q: Any, out: Any = None) -> Any:
-    """k * (grad - mean_grad - centred * q): dl/dx of the fast backward, without temporaries.
-
-    out, when given, receives the result; it may be `centred` itself.
+    forward: batch_moments, normalize, scale_and_shift on arrays. backward: closed_form_backward
+    on the saved arrays, or, with create_graph=True, on Tensors recomputed in the graph.
     """
-    if backend.get_array_module(grad) is not np:
-        arguments = (grad, centred, k, mean_grad, q) + (() if out is None else (out,))
-        return _cupy_kernels().input_gradient(*arguments)  # an output passed last is written in place
-    d_x = np.multiply(centred, q, out=out)
-    np.add(d_x, mean_grad, out=d_x)
-    np.subtract(grad, d_x, out=d_x)
-    np.multiply(d_x, k, out=d_x)
-    return d_x
+
+    def forward(self, x, *affine):
+        gamma, beta = self._gamma_beta(affine)
+        self.mean, self.centred, self.variance = batch_moments(x, self.axes)
+        self.inv_std, self.x_hat = normalize(self.centred, self.variance, self.epsilon)
+        return scale_and_shift(self.x_hat, gamma, beta)
+
+    def backward(self, grad):
+        if is_grad_enabled():  # create_graph=True
+            return self.backward_in_graph(grad)
+        gamma, _ = self._gamma_beta(self.inputs[1:])
+        grads = closed_form_backward(grad.data, None if gamma is None else gamma.data, self.centred,
+                                     self.inv_std, self.x_hat, self.axes, self.has_gamma, self.has_beta)
+        return tuple(Tensor._make(g) for g in grads)
 
 
-def fast_forward(x: Any, gamma: Any, beta: Any, feature_axis: int, epsilon: float):
-    """Eq. 2, Eq. 3, Eq. 1 and the scale and shift, in four passes over x.
+# ---- Inference --------------------------------------------------------------------------------
 
-    gamma and beta are None or in broadcast shape. Returns (y, centred, mean, variance,
-    inv_std): y in x's shape, centred as (before, C, after), the rest as (1, C, 1). The same
-    values as batch_moments, normalize and scale_and_shift, up to rounding.
+def batch_norm_inference(x: Any, mean: Any, variance: Any, gamma: Any, beta: Any, epsilon: float) -> Any:
+    """Eq. 1 with the population (or moving) statistics, then the scale and shift.
+
+    In inference the layer is a fixed affine map of x: mean and variance are constants.
     """
-    x3 = three_axes(x, feature_axis)
-    m = x3.shape[0] * x3.shape[2]
-    mean = channel_sum(x3, accumulate=np.float64) / m  # Eq. 2
-    centred = x3 - mean
-    variance = channel_sum(centred, centred, accumulate=np.float64) / m  # Eq. 3, from centred values
-    inv_std = 1.0 / backend.get_array_module(x).sqrt(variance + epsilon)  # Eq. 1's 1/sqrt(var + eps)
-    # gamma * x_hat + beta = (x - mu) * (gamma / sqrt(var + eps)) + beta: x_hat is never stored.
-    scale = inv_std if gamma is None else inv_std * gamma.reshape(inv_std.shape)
-    y = shift_and_scale(centred, scale, None if beta is None else beta.reshape(inv_std.shape))
-    return y.reshape(x.shape), centred, mean, variance, inv_std
+    _, x_hat = normalize(x - mean, variance, epsilon)
+    return scale_and_shift(x_hat, gamma, beta)
 
 
-def fast_backward(grad: Any, centred: Any, inv_std: Any, gamma: Any, feature_axis: int, out: Any = None):
-    """The paper's backward pass with dl/dvar and dl/dmu substituted into dl/dx, g = dl/dy:
+# ---- Population statistics: Eq. 3b and Eq. 4 ----------------------------------------------------
 
-        dl/dbeta  = sum_i g_i
-        dl/dgamma = sum_i g_i x_hat_i = inv_std * sum_i g_i (x_i - mu)
-        dl/dx_i   = gamma inv_std (g_i - mean(g) - (x_i - mu) inv_std^2 mean(g (x - mu)))
+def unbiased_variance(variance: Any, m: int) -> Any:
+    """Eq. 4's correction: m/(m-1) * sigma_B^2, the unbiased estimate from a batch of m values."""
+    return variance * (m / (m - 1))
 
-    (the dl/dmu term's sum_i (x_i - mu) is zero). Two reductions and one elementwise pass.
-    Returns (dl/dx in grad's shape, dl/dgamma, dl/dbeta), the last two as (1, C, 1). With
-    out=centred, dl/dx overwrites centred (the caller's last use of it).
+
+def population_statistics(batch_means: Any, batch_variances: Any, m: int) -> tuple[Any, Any]:
+    """Eq. 3b and Eq. 4: the statistics inference uses, from every training batch's own.
+
+    batch_means and batch_variances hold the batches' mu_B and sigma_B^2 stacked on axis 0;
+    m is the batch size. Returns (E[x], Var[x]).
     """
-    g3 = three_axes(grad, feature_axis)
-    m = g3.shape[0] * g3.shape[2]
-    sum_g = channel_sum(g3)
-    sum_g_centred = channel_sum(g3, centred)
-    k = inv_std if gamma is None else gamma.reshape(inv_std.shape) * inv_std
-    d_x = input_gradient(g3, centred, k, sum_g / m, inv_std * inv_std * sum_g_centred / m, out)
-    return d_x.reshape(grad.shape), sum_g_centred * inv_std, sum_g
+    mean = batch_means.mean(axis=0)  # Eq. 3b: E[x] = E_B[mu_B]
+    variance = unbiased_variance(batch_variances.mean(axis=0), m)  # Eq. 4: m/(m-1) E_B[sigma_B^2]
+    return mean, variance
 
 
-@functools.lru_cache(maxsize=None)
-def _cupy_kernels() -> SimpleNamespace:
-    """The fused CuPy kernels, compiled on first use (only on a machine with CuPy)."""
-    cupy = backend.module("cupy")
-    return SimpleNamespace(
-        # sum_i a_i b_i over the reduced axes, without an a * b array in between.
-        channel_dot=cupy.ReductionKernel("T a, T b", "T total", "a * b", "a + b", "total = a", "0",
-                                         "minigrad_channel_dot"),
-        # The same, adding up in float64 (for the forward's statistics).
-        channel_dot_float64=cupy.ReductionKernel("T a, T b", "float64 total",
-                                                 "(double)a * (double)b", "a + b", "total = a", "0",
-                                                 "minigrad_channel_dot_float64"),
-        shift_and_scale=cupy.ElementwiseKernel("T centred, T scale, T shift", "T y",
-                                               "y = centred * scale + shift", "minigrad_shift_and_scale"),
-        input_gradient=cupy.ElementwiseKernel("T g, T centred, T k, T mean_g, T q", "T d_x",
-                                              "d_x = k * (g - mean_g - centred * q)", "minigrad_input_gradient"),
-    )
+def cumulative_momentum(batches_seen: int) -> float:
+    """The momentum under which Eq. 5 and 6 keep Eq. 3b and 4 exactly (the layer's momentum=None).
+
+    At the n-th batch, moving * (n-1)/n + batch * 1/n turns the average of n-1 batch values
+    into the average of n: E_B[mu_B], and E_B[sigma_B^2] (times m/(m-1) if the moving variance
+    is fed unbiased_variance). batches_seen is n - 1.
+    """
+    return batches_seen / (batches_seen + 1)
+
+
+# ---- Moving averages: Eq. 5 and Eq. 6 -----------------------------------------------------------
+
+def update_moving_statistics(moving_mean: Any, moving_variance: Any, mean: Any, variance: Any,
+                             momentum: float) -> tuple[Any, Any]:
+    """Eq. 5 and 6: the new (moving mean, moving variance) after one batch of (mean, variance).
+
+    Keras's convention: momentum is the weight of the old average (PyTorch's is 1 - this).
+    """
+    new_mean = moving_mean * momentum + mean * (1.0 - momentum)  # Eq. 5
+    new_variance = moving_variance * momentum + variance * (1.0 - momentum)  # Eq. 6
+    return new_mean, new_variance
