@@ -1,12 +1,12 @@
 # %% [markdown]
-# # Lesson 5: population statistics (the seed's population Eq. 3, and Eq. 4)
+# # Lesson 5: population statistics (Eq. 3b and Eq. 4)
 #
-#     Eq. 3 (population):  E[x]   = E_B[mu_B]                    the mean of the batch means
+#     Eq. 3b:              E[x]   = E_B[mu_B]                    the mean of the batch means
 #     Eq. 4:               Var[x] = m/(m-1) * E_B[sigma_B^2]     the unbiased variance
 #
 # In training, BatchNorm normalizes each batch with that batch's own mean and variance. At
 # inference there may be one example, so there is no batch to take statistics of: the layer
-# needs fixed statistics of the whole training data instead. The paper (and the seed) take
+# needs fixed statistics of the whole training data instead. The paper (and the Keras guide) take
 # them from the mini-batches themselves: average the batch means, and average the batch
 # variances, corrected by m/(m-1). This lesson checks both formulas against the statistics
 # of the full data, shows why the m/(m-1) is there, and gradient-checks the layer in
@@ -21,9 +21,9 @@ import numpy as np
 import minigrad as mg
 from minigrad import lesson
 from minigrad.nn import functional as F
-from minigrad.ops.batch_norm import batch_moments  # Eq. 2 and Eq. 3 (the batch part) live here
+from minigrad.ops.batch_norm import batch_moments  # Eq. 2 and Eq. 3a (the batch part) live here
 
-QUICK = lesson.options("Lesson 5: population statistics (Eq. 3, 4)").quick
+QUICK = lesson.options("Lesson 5: population statistics (Eq. 3b, 4)").quick
 
 # %% [markdown]
 # ## The features: what a BatchNorm after a first Dense layer would see
@@ -40,7 +40,7 @@ N = len(features)
 print(f"{N} training images -> 8 features; their means {np.round(features.mean(0), 2)}")
 
 # %% [markdown]
-# ## Eq. 3 (population): the mean of the batch means is the mean of the data
+# ## Eq. 3b: the mean of the batch means is the mean of the data
 # One epoch of mini-batches of m = 60 (shuffled, the last partial batch dropped). Equal
 # batches that cover the samples once make E_B[mu_B] the exact mean of those samples.
 
@@ -49,8 +49,8 @@ m = 60
 batches = [x for x, _ in mg.data.Batches(features, np.zeros(N), batch_size=m, seed=0)]
 covered = np.concatenate(batches)
 batch_means = [batch_moments(b, (0,))[0][0] for b in batches]        # Eq. 2 per batch
-batch_variances = [batch_moments(b, (0,))[2][0] for b in batches]    # Eq. 3 per batch
-population_mean = np.mean(batch_means, axis=0)                        # Eq. 3 (population)
+batch_variances = [batch_moments(b, (0,))[2][0] for b in batches]    # Eq. 3a per batch
+population_mean = np.mean(batch_means, axis=0)                        # Eq. 3b
 print(f"{len(batches)} batches of {m}: largest |E_B[mu_B] - mean of the data| = "
       f"{np.abs(population_mean - covered.mean(0)).max():.1e}")
 np.testing.assert_allclose(population_mean, covered.mean(0), rtol=1e-12, atol=1e-12)
@@ -74,7 +74,7 @@ def expected_batch_variance(m, epochs, rng):
     for _ in range(epochs):
         order = rng.permutation(N)[: (N // m) * m]
         grouped = features[order].reshape(N // m, m, -1)  # (batches, m, features)
-        per_epoch.append(batch_moments(grouped, (1,))[2].mean(axis=0)[0])  # Eq. 3 per batch, averaged
+        per_epoch.append(batch_moments(grouped, (1,))[2].mean(axis=0)[0])  # Eq. 3a per batch, averaged
     return np.mean(per_epoch, axis=0)
 
 
@@ -96,7 +96,7 @@ for m in (2, 4, 16, 60):
 # At m = 60 the bias is under 2%, which is why Keras can ignore it (lesson 6 shows what it
 # changes); at m = 2 a batch variance is half the true one on average.
 #
-# ## The layer keeps Eq. 3 and Eq. 4 with momentum=None
+# ## The layer keeps Eq. 3b and Eq. 4 with momentum=None
 # BatchNorm(momentum=None, unbiased=True) keeps the exact running average of the batch
 # means and of the unbiased batch variances: after one epoch its moving statistics are the
 # population statistics of that epoch's batches. (PyTorch calls this momentum=None too.)
@@ -109,7 +109,7 @@ for batch in batches:
 eq4 = m / (m - 1) * np.mean(batch_variances, axis=0)
 np.testing.assert_allclose(layer.moving_mean.numpy(), population_mean, rtol=1e-12)
 np.testing.assert_allclose(layer.moving_variance.numpy(), eq4, rtol=1e-12)
-print(f"after {int(layer.num_batches_tracked.item())} batches the layer's moving_mean equals Eq. 3 and "
+print(f"after {int(layer.num_batches_tracked.item())} batches the layer's moving_mean equals Eq. 3b and "
       f"its moving_variance equals Eq. 4 (to 1e-12)")
 
 # %% [markdown]
@@ -137,3 +137,6 @@ report = mg.gradcheck(inference, [features[:6], rng.normal(size=8), rng.normal(s
                       names=["x", "gamma", "beta"], title="inference on the population statistics")
 print(report)
 assert report.passed
+print("So the mean of the batch means is the mean of the data (Eq. 3b), the mean of the batch "
+      "variances is too small by (m-1)/m and m/(m-1) corrects it (Eq. 4), and a layer with "
+      "momentum=None keeps exactly these.")

@@ -12,7 +12,7 @@
 # - PyTorch: the same form, but its momentum (0.1) is the weight of the *new* batch, so it is
 #   Keras's 0.9; and it feeds the unbiased m/(m-1) sigma_B^2 (Eq. 4).
 # - Cumulative (PyTorch's momentum=None): the exact average of every batch so far, lesson 5's
-#   Eq. 3 and 4 kept up to date: momentum (n-1)/n at the n-th batch.
+#   Eq. 3b and 4 kept up to date: momentum (n-1)/n at the n-th batch.
 #
 # We feed all three the same stream of batches, in which the features change halfway, as
 # a layer's input does when the layers below it learn, and compare how fast each tracks.
@@ -24,7 +24,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import lesson
-from minigrad.ops.batch_norm import batch_moments  # (Eq. 2 and 3)
+from minigrad.ops.batch_norm import batch_moments  # (Eq. 2 and 3a)
 
 lesson.options("Lesson 6: moving averages (Eq. 5, 6)")  # --quick is accepted; this lesson takes seconds anyway
 plt = lesson.pyplot()
@@ -63,7 +63,7 @@ for batch in stream:
 
 # %% [markdown]
 # ## Each layer follows its formula
-# Recompute Eq. 5 and 6 by hand from the batches (Eq. 2 and 3 per batch) and compare.
+# Recompute Eq. 5 and 6 by hand from the batches (Eq. 2 and 3a per batch) and compare.
 
 # %%
 moments = [batch_moments(b, (0,)) for b in stream]
@@ -173,3 +173,6 @@ handles, labels = mean_axes.get_legend_handles_labels()
 figure.legend(handles, labels, loc="lower center", ncol=2, fontsize="small", frameon=False)
 figure.tight_layout(rect=(0, 0.14, 1, 1))
 print(f"plot of the three moving averages: {lesson.keep(figure, 'lesson06_moving_averages.png')}")
+print("So the three conventions trade lag for noise: PyTorch's 0.1 tracks a change fastest and "
+      "wobbles most, Keras's 0.99 lags for hundreds of steps, and the cumulative average never "
+      "forgets the old data.")

@@ -108,3 +108,6 @@ for axes, bn in zip(panels, (False, True)):
     axes.legend(fontsize="small")
 figure.tight_layout()
 print(f"plot of the percentiles over training: {lesson.keep(figure, 'lesson08_sigmoid_input_percentiles.png')}")
+print("So BatchNorm holds each sigmoid's input distribution steady while the layers below it "
+      "learn; without it the distribution keeps moving: the internal covariate shift of the "
+      "paper's Figure 1.")

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 9: the four stored parameters, the two modes, save and reload
 #
-# A BatchNorm layer stores four vectors of one value per feature, as the seed lists them:
+# A BatchNorm layer stores four vectors of one value per feature, as the Keras guide lists them:
 #
 #     gamma, beta                       trainable: the optimizer learns them from gradients
 #     moving_mean, moving_variance      not trainable: Eq. 5 and 6 update them in training
@@ -140,3 +140,6 @@ except ValueError as error:
     print(f"loading into a narrower network: ValueError: {error}")
 else:
     raise AssertionError("a file of the wrong shapes should be refused")
+print("So a BatchNorm layer is four vectors per feature: gamma and beta, which the optimizer "
+      "trains, and the moving mean and variance, which training mode updates and inference mode "
+      "uses; all four travel in the weights file.")
