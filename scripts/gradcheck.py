@@ -18,11 +18,13 @@ with the formula written out in NumPy in this script.
     Eq. 2, Eq. 3a, Eq. 1, scale and shift   the reference functions (minigrad/ops/batch_norm.py)
     composite, closed form, fast kernels    the implementations F.batch_norm(form=...) runs:
                                             "composite", "closed_form", "fast" (the default).
-                                            Each: y and the batch statistics vs NumPy (on a 2-D
-                                            and a 4-D axis=1 input), first derivatives, and
-                                            second derivatives. form="fast" with create_graph
-                                            runs closed_form_backward in the graph, so that row
-                                            is labelled "closed form".
+                                            Each, on a 2-D and a 4-D axis=1 input: y and the
+                                            batch statistics vs NumPy; dl/dx, dl/dgamma, dl/dbeta
+                                            vs NumPy, without and with create_graph; and
+                                            gradcheck and gradgradcheck. form="fast" with
+                                            create_graph runs closed_form_backward in the graph
+                                            (BatchNormFunction.backward_in_graph), so those rows
+                                            are labelled "closed form".
     Eq. 3b, Eq. 4                           population_statistics, and the layer's
                                             momentum=None running form, vs NumPy
     Eq. 5, Eq. 6                            the moving averages of a BatchNorm layer vs NumPy
@@ -92,6 +94,27 @@ def form_forward(form, x, axis):
     return y.numpy(), moving_mean.numpy(), moving_variance.numpy()
 
 
+def numpy_batch_norm_backward(x, gamma, g, axis):
+    """(dl/dx, dl/dgamma, dl/dbeta) for upstream gradient g = dl/dy, the paper's backward
+    with dl/dvar and dl/dmu substituted, written out."""
+    axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    shape = [n if i not in axes else 1 for i, n in enumerate(x.shape)]
+    m = x.size // x.shape[axis]
+    centred = x - x.mean(axis=axes).reshape(shape)
+    inv_std = 1 / np.sqrt((centred ** 2).mean(axis=axes).reshape(shape) + EPSILON)
+    x_hat = centred * inv_std
+    sum_g, sum_g_x_hat = g.sum(axis=axes, keepdims=True), (g * x_hat).sum(axis=axes, keepdims=True)
+    d_x = gamma.reshape(shape) * inv_std / m * (m * g - sum_g - x_hat * sum_g_x_hat)
+    return d_x, sum_g_x_hat.ravel(), sum_g.ravel()
+
+
+def form_gradients(form, x, axis, g, create_graph):
+    """mg.grad of sum(g * y) for F.batch_norm(form=form): (dl/dx, dl/dgamma, dl/dbeta)."""
+    inputs = [mg.Tensor(a, requires_grad=True) for a in (x, GAMMA, BETA)]
+    y = F.batch_norm(*inputs, axis=axis, epsilon=EPSILON, form=form)
+    return [d.numpy() for d in mg.grad(y, inputs, mg.Tensor(g), create_graph=create_graph)]
+
+
 def form_rows(label, form):
     outputs = [form_forward(form, x, axis) for x, axis in VALUE_CASES]
     expected = [numpy_batch_norm(x, GAMMA, BETA, axis) for x, axis in VALUE_CASES]
@@ -99,13 +122,28 @@ def form_rows(label, form):
                     [o[0] for o in outputs], [e[0] for e in expected])
     yield value_row(label, "batch mean and biased variance it returns vs NumPy",
                     [s for o in outputs for s in o[1:]], [s for e in expected for s in e[1:]])
-    train = lambda x, g, b: F.batch_norm(x, g, b, epsilon=EPSILON, form=form)  # noqa: E731
-    yield gradient_row(label, f"form={form!r} first derivatives: dl/dx, dl/dgamma, dl/dbeta",
-                       train, [X, GAMMA, BETA])
-    # create_graph=True: BatchNormFast's backward is closed_form_backward in the graph.
-    second, runs = ("closed form", ", run by closed_form_backward") if form == "fast" else (label, "")
-    yield gradient_row(second, f"form={form!r} second derivatives (create_graph){runs}", train,
-                       [X, GAMMA, BETA], second_order=True)
+    # form="fast" with create_graph=True runs closed_form_backward in the graph (backward_in_graph).
+    in_graph = ("closed form", ", run by closed_form_backward") if form == "fast" else (label, "")
+    upstream = [np.random.default_rng(5).normal(size=x.shape) for x, _ in VALUE_CASES]
+    expected = [d for (x, axis), g in zip(VALUE_CASES, upstream)
+                for d in numpy_batch_norm_backward(x, GAMMA, g, axis)]
+    for row_label, create_graph, runs in ((label, False, ""), (*in_graph[:1], True, in_graph[1])):
+        got = [d for (x, axis), g in zip(VALUE_CASES, upstream)
+               for d in form_gradients(form, x, axis, g, create_graph)]
+        graph = " with create_graph" if create_graph else ""
+        # The second-derivative rows cannot see an error in these first derivatives, only
+        # whether their own derivatives match them; this row checks the values themselves.
+        yield value_row(row_label, f"form={form!r} dl/dx, dl/dgamma, dl/dbeta{graph}{runs} vs NumPy",
+                        got, expected)
+    # Gradient rows on both inputs: the 4-D one reduces over three axes, so a backward that
+    # counts m from the first axis alone (right in 2-D) fails there.
+    for x, axis in VALUE_CASES:
+        train = lambda x, g, b, axis=axis: F.batch_norm(x, g, b, axis=axis, epsilon=EPSILON, form=form)  # noqa: E731
+        shape = "x.shape=" + "x".join(map(str, x.shape))
+        yield gradient_row(label, f"form={form!r} first derivatives ({shape}): dl/dx, dl/dgamma, dl/dbeta",
+                           train, [x, GAMMA, BETA])
+        yield gradient_row(in_graph[0], f"form={form!r} second derivatives ({shape}, create_graph){in_graph[1]}",
+                           train, [x, GAMMA, BETA], second_order=True)
 
 
 # ---- The rows ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_every_row_passes_and_is_labelled():
                   "softmax cross-entropy", "SGD"]:
         assert f"\n{label} " in result.stdout, label
     assert "\nEq. 3 " not in result.stdout, "the two Eq. 3 are told apart as Eq. 3a and Eq. 3b"
-    assert "FAIL" not in result.stdout and "35 of 35 rows pass" in result.stdout
+    assert "FAIL" not in result.stdout and "47 of 47 rows pass" in result.stdout
 
 
 def off_by_one_percent(value):
@@ -82,6 +83,11 @@ MUTATIONS = [
     (fast, "channel_sum", None, off_by_one_percent, "fast kernels"),
     (fast, "shift_and_scale", None, off_by_one_percent, "fast kernels"),
     (fast, "input_gradient", None, off_by_one_percent, "fast kernels"),
+    # create_graph's path: the second-derivative rows alone would pass an error here, since
+    # they compare these derivatives' own derivatives with finite differences of them.
+    (reference.BatchNormFunction, "backward_in_graph", 0, off_by_one_percent, "closed form"),
+    (reference.BatchNormFunction, "backward_in_graph", 1, off_by_one_percent, "closed form"),
+    (reference.BatchNormFunction, "backward_in_graph", 2, doubled, "closed form"),
 ]
 
 
@@ -119,6 +125,43 @@ def test_an_error_in_any_checked_function_fails_the_row_that_names_it(monkeypatc
     assert not [row for row in failed if row[0] in others], failed
 
 
+# ---- A backward that counts m from the first axis only ----------------------------------------
+# Right on a (batch, features) input, wrong on (N, C, H, W), where m = N * H * W: the script's
+# 4-D gradient rows must catch it.
+
+def fast_backward_first_axis_m(grad, centred, inv_std, gamma, feature_axis, out=None):
+    """fast_backward with m = g3.shape[0]: the before-axis only, the after-axis forgotten."""
+    g3 = fast.three_axes(grad, feature_axis)
+    m = g3.shape[0]
+    sum_g, sum_g_centred = fast.channel_sum(g3), fast.channel_sum(g3, centred)
+    k = inv_std if gamma is None else gamma.reshape(inv_std.shape) * inv_std
+    d_x = fast.input_gradient(g3, centred, k, sum_g / m, inv_std * inv_std * sum_g_centred / m, out)
+    return d_x.reshape(grad.shape), sum_g_centred * inv_std, sum_g
+
+
+def patch_fast_backward(monkeypatch):
+    monkeypatch.setattr(fast, "fast_backward", fast_backward_first_axis_m)
+
+
+def patch_closed_form_backward(monkeypatch):
+    """closed_form_backward counts m = math.prod of the reduced axes' sizes (its only use of
+    math.prod): make that product see the first axis only."""
+    monkeypatch.setattr(reference, "math", SimpleNamespace(prod=lambda sizes: next(iter(sizes))))
+
+
+@pytest.mark.parametrize("patch, label", [(patch_fast_backward, "fast kernels"),
+                                          (patch_closed_form_backward, "closed form")],
+                         ids=["fast_backward", "closed_form_backward"])
+def test_a_backward_that_counts_m_from_one_axis_fails_on_the_4d_rows(monkeypatch, capsys, patch, label):
+    script = load_script()
+    patch(monkeypatch)
+    assert script.main() == 1
+    failed = failing_rows(capsys.readouterr().out)
+    assert failed and all(row_label == label for row_label, _ in failed), failed
+    assert [what for _, what in failed if "6x3" in what] == [], "right in 2-D, so its 2-D rows pass"
+    assert [what for _, what in failed if "4x3x2x2" in what], failed
+
+
 # ---- The shortcut that breaks second derivatives ------------------------------------------------
 
 class SavedConstantsClosedForm(reference.BatchNormClosedForm):
@@ -137,4 +180,5 @@ def test_a_closed_form_with_saved_constants_fails_only_its_second_derivative_row
     monkeypatch.setattr(reference, "BatchNormClosedForm", SavedConstantsClosedForm)
     assert script.main() == 1
     assert failing_rows(capsys.readouterr().out) == [
-        ("closed form", "form='closed_form' second derivatives (create_graph)")]
+        ("closed form", f"form='closed_form' second derivatives (x.shape={shape}, create_graph)")
+        for shape in ("6x3", "4x3x2x2")]
