@@ -21,7 +21,9 @@ import numpy as np
 import minigrad as mg
 from minigrad import lesson
 from minigrad.nn import functional as F
-from minigrad.ops.batch_norm import batch_moments  # Eq. 2 and Eq. 3a (the batch part) live here
+# Eq. 2 and 3a (one batch's statistics), Eq. 3b and 4 (the population's), and Eq. 4's m/(m-1):
+# the library's own functions, the ones the layer runs.
+from minigrad.ops.batch_norm import batch_moments, population_statistics, unbiased_variance
 
 QUICK = lesson.options("Lesson 5: population statistics (Eq. 3b, 4)").quick
 
@@ -48,9 +50,9 @@ print(f"{N} training images -> 8 features; their means {np.round(features.mean(0
 m = 60
 batches = [x for x, _ in mg.data.Batches(features, np.zeros(N), batch_size=m, seed=0)]
 covered = np.concatenate(batches)
-batch_means = [batch_moments(b, (0,))[0][0] for b in batches]        # Eq. 2 per batch
-batch_variances = [batch_moments(b, (0,))[2][0] for b in batches]    # Eq. 3a per batch
-population_mean = np.mean(batch_means, axis=0)                        # Eq. 3b
+batch_means = np.stack([batch_moments(b, (0,))[0][0] for b in batches])      # Eq. 2 per batch
+batch_variances = np.stack([batch_moments(b, (0,))[2][0] for b in batches])  # Eq. 3a per batch
+population_mean, population_variance = population_statistics(batch_means, batch_variances, m)  # Eq. 3b, 4
 print(f"{len(batches)} batches of {m}: largest |E_B[mu_B] - mean of the data| = "
       f"{np.abs(population_mean - covered.mean(0)).max():.1e}")
 np.testing.assert_allclose(population_mean, covered.mean(0), rtol=1e-12, atol=1e-12)
@@ -86,7 +88,7 @@ print(f"averaged over {epochs} random epochs; ratios are medians over the 8 feat
 print(" m    E_B[sigma_B^2] / Var    (m-1)/m    m/(m-1) E_B[sigma_B^2] / Var")
 for m in (2, 4, 16, 60):
     biased = expected_batch_variance(m, epochs, rng)
-    unbiased = m / (m - 1) * biased                                        # Eq. 4
+    unbiased = unbiased_variance(biased, m)                                # Eq. 4's m/(m-1)
     biased_ratio, unbiased_ratio = np.median(biased / full_variance), np.median(unbiased / full_variance)
     print(f"{m:3d}    {biased_ratio:.4f}                  {(m - 1) / m:.4f}     {unbiased_ratio:.4f}")
     assert abs(biased_ratio - (m - 1) / m) < tolerance, "the batch variance is short by (m-1)/m"
@@ -100,15 +102,19 @@ for m in (2, 4, 16, 60):
 # BatchNorm(momentum=None, unbiased=True) keeps the exact running average of the batch
 # means and of the unbiased batch variances: after one epoch its moving statistics are the
 # population statistics of that epoch's batches. (PyTorch calls this momentum=None too.)
+# It gets there with Eq. 5 and 6 (update_moving_statistics) at a momentum that changes each
+# batch, n/(n+1) after n batches (cumulative_momentum), which turns the average of n values
+# into the average of n+1; each batch's variance goes in through unbiased_variance.
 
 # %%
 m = 60
 layer = mg.nn.BatchNorm(momentum=None, unbiased=True, dtype="float64")
 for batch in batches:
     layer(mg.Tensor(batch), training=True)
-eq4 = m / (m - 1) * np.mean(batch_variances, axis=0)
 np.testing.assert_allclose(layer.moving_mean.numpy(), population_mean, rtol=1e-12)
-np.testing.assert_allclose(layer.moving_variance.numpy(), eq4, rtol=1e-12)
+np.testing.assert_allclose(layer.moving_variance.numpy(), population_variance, rtol=1e-12)
+# and population_statistics is the formula it says, written out here in NumPy:
+np.testing.assert_allclose(population_variance, m / (m - 1) * batch_variances.mean(axis=0), rtol=1e-12)
 print(f"after {int(layer.num_batches_tracked.item())} batches the layer's moving_mean equals Eq. 3b and "
       f"its moving_variance equals Eq. 4 (to 1e-12)")
 
