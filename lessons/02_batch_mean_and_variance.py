@@ -79,7 +79,7 @@ np.testing.assert_allclose(x.grad.numpy(), 2 * (small - small.mean(0)) / 8, rtol
 print("autograd equals 1/m for Eq. 2 and 2(x - mu)/m for Eq. 3a")
 
 # %% [markdown]
-# ## Eq. 1 to 3 together
+# ## Eq. 1, 2 and 3a together
 # Now mu and var depend on x, so d x_hat / d x is no longer just 1/sqrt(var + eps): moving one
 # x_i moves the mean and the variance of its whole batch. gradcheck the composition, first
 # and second derivatives.

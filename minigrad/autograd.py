@@ -143,7 +143,7 @@ class Function:
     # held through a weak reference: a strong one would make a cycle output -> node -> output.
     keeps_output = False
     # True while backward runs for the last time (the graph is freed right after), so its
-    # saved arrays may be overwritten: BatchNormTrain writes dl/dx into its saved x - mu.
+    # saved arrays may be overwritten: BatchNormFast writes dl/dx into its saved x - mu.
     last_use = False
 
     def forward(self, *arrays):  # pragma: no cover - every subclass defines it

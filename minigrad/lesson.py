@@ -100,17 +100,22 @@ def keep(figure: Any, filename: str, dpi: int = 110) -> Path:
 
 
 def run_parallel(function: Callable[[Any], Any], jobs: Iterable[Any], workers: int | None = None) -> Iterator[Any]:
-    """function(job) for each job, in order, spread over `workers` processes (default: one per core).
+    """function(job) for each job, in order, spread over `workers` processes (default: one per
+    core this process may use).
 
     Each worker uses one BLAS thread. NumPy's default, one thread per core in every process,
     would put workers x cores threads on the cores, and they slow each other down. The results
     are those of a serial run: every job seeds its own randomness. `function` must be
     importable (defined in a module, not in a notebook): workers start fresh ("spawn"), the
-    one way that works the same on Linux, macOS and Windows, and inside a notebook.
-    workers=1 runs in this process, with no pool.
+    one way that works the same on Linux, macOS and Windows, and inside a notebook. The
+    caller's script is hidden from the workers, so a lesson run as `python lessons/07_....py`
+    or as a notebook is not re-run in each of them; a script run with `python -m` is found
+    by its module name instead and must guard its top level with `if __name__ == "__main__"`.
+    workers=1 runs in this process, with no pool. If a job raises, the error reaches the
+    caller and the pool shuts down, its queued jobs cancelled.
     """
     jobs = list(jobs)
-    workers = min(len(jobs), os.cpu_count() or 1) if workers is None else workers
+    workers = min(len(jobs), _usable_cores()) if workers is None else workers
     if workers <= 1:
         yield from map(function, jobs)
         return
@@ -121,9 +126,12 @@ def run_parallel(function: Callable[[Any], Any], jobs: Iterable[Any], workers: i
     # cannot. Its file name is how the worker finds it, so it is hidden while workers start.
     main = sys.modules["__main__"]
     main_file = main.__dict__.pop("__file__", None)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
         results = pool.map(function, jobs)  # submits every job now, which starts the workers
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
     finally:
         if main_file is not None:
             main.__file__ = main_file
@@ -132,12 +140,21 @@ def run_parallel(function: Callable[[Any], Any], jobs: Iterable[Any], workers: i
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    with pool:
+    try:
         yield from results
+    finally:  # also when a job raised, or the caller stopped early: no worker is left behind
+        pool.shutdown(cancel_futures=True)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS tells), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def train_paper_mlp(job: dict) -> Any:
-    """One training run of lessons 7 and 8, for run_parallel: the paper's network on the digits.
+    """One training run of lesson 7, for run_parallel: the paper's network on the digits.
 
     job holds paper_mlp's arguments (activation, batch_norm, and any of bn_momentum,
     kernel_initializer) and fit's (learning_rate, steps, seed, eval_every, log_path, ...).

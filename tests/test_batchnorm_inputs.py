@@ -106,7 +106,7 @@ def test_softmax_cross_entropy_says_the_batch_is_empty():
 
 def test_a_large_float32_batch_far_from_zero_stays_within_pytorchs_error():
     """(1,000,000, 4) at mean 1e4 and std 100: a float32 running sum of the batch loses the
-    mean, and Eq. 3 then sees that error as variance (the output was off by 0.76 and the
+    mean, and Eq. 3a then sees that error as variance (the output was off by 0.76 and the
     variance by 16%). PyTorch's float32 is off by 0.018 on this batch."""
     x64 = np.random.default_rng(0).normal(1e4, 100, (1_000_000, 4))
     x = x64.astype(np.float32)

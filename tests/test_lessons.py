@@ -74,8 +74,6 @@ def test_lesson_runs_as_a_notebook_in_quick_mode(lesson, tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MINIGRAD_BACKEND", raising=False)
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    stray = lesson.parent / "runs"
-    existed = stray.exists()
     notebook = jupytext.read(lesson)
     assert sum(cell.cell_type == "code" for cell in notebook.cells) >= 2, f"{lesson.name} has no cells"
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
@@ -89,7 +87,6 @@ def test_lesson_runs_as_a_notebook_in_quick_mode(lesson, tmp_path, monkeypatch):
         f"{lesson.name} showed {len(images)} plots inline, expected one per saved plot"
     )
     check_outputs(lesson, tmp_path / "runs", printed)
-    assert existed or not stray.exists(), "the notebook wrote to lessons/runs, not the runs/ it was given"
 
 
 def test_gpu_lesson_code_path_runs_on_numpy(tmp_path):
@@ -122,13 +119,28 @@ def test_lesson_uses_the_shared_scaffolding(lesson):
         assert copy not in text, f"{lesson.name} should not call {copy} itself (see minigrad/lesson.py)"
 
 
-def test_outputs_go_to_the_repository_runs_folder_wherever_the_lesson_runs_from(tmp_path):
+@pytest.mark.parametrize("where", ["elsewhere", "lessons"])
+def test_outputs_go_to_the_repository_runs_folder_wherever_the_lesson_runs_from(tmp_path, where):
     environment = dict(os.environ)
     environment.pop("MINIGRAD_RUNS", None)
+    cwd = tmp_path if where == "elsewhere" else ROOT / "lessons"
     result = subprocess.run([sys.executable, "-c", "from minigrad import lesson; print(lesson.runs_dir())"],
-                            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+                            cwd=cwd, env=environment, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == (ROOT / "runs").resolve()
+
+
+def test_a_notebook_opened_in_lessons_writes_to_the_repository_runs_folder(monkeypatch):
+    """A kernel started in lessons/, as Jupyter starts one for a notebook there, not lessons/runs."""
+    nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
+    nbformat = pytest.importorskip("nbformat", reason="nbclient installs nbformat")
+    monkeypatch.delenv("MINIGRAD_RUNS", raising=False)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from minigrad import lesson\nprint(lesson.runs_dir())")])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT / "lessons")}}).execute()
+    printed = "".join(output.get("text", "") for output in notebook.cells[0].outputs)
+    assert Path(printed.strip()) == (ROOT / "runs").resolve()
 
 
 def test_quick_mode_comes_from_the_environment_in_a_notebook_and_options_take_defaults(tmp_path):
@@ -145,7 +157,18 @@ def test_quick_mode_comes_from_the_environment_in_a_notebook_and_options_take_de
         assert json.loads(result.stdout) == {"quick": expected, "n": 3}
 
 
-def test_parallel_runs_equal_serial_runs(tmp_path):
+@pytest.fixture
+def ends_if_it_hangs():
+    """Worker pools can hang; past two minutes this ends the test run with every thread's
+    traceback, instead of blocking CI."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def test_parallel_runs_equal_serial_runs(tmp_path, ends_if_it_hangs):
     """Lesson 7's runs spread over worker processes give exactly the serial results."""
     from minigrad import lesson
 
@@ -159,3 +182,17 @@ def test_parallel_runs_equal_serial_runs(tmp_path):
         for field in ("step", "loss", "train_accuracy", "test_accuracy"):
             np.testing.assert_array_equal(getattr(one, field), getattr(other, field))
     assert len({tuple(h.loss) for h in serial}) == len(jobs), "the runs should differ from each other"
+
+
+def test_a_job_that_raises_in_a_worker_reaches_the_caller(tmp_path, ends_if_it_hangs):
+    """A failing run of lesson 7 ends the whole sweep with its own error, instead of hanging
+    or being lost in a worker; the jobs before it still give their results."""
+    from minigrad import lesson
+
+    good = dict(activation="relu", batch_norm=False, learning_rate=0.5, steps=2, seed=0, eval_every=1,
+                log_path=tmp_path / "good.csv")
+    jobs = [good, dict(good, activation="nope", log_path=tmp_path / "bad.csv"), dict(good, seed=1)]
+    results = lesson.run_parallel(lesson.train_paper_mlp, jobs, workers=2)
+    assert next(results).step[-1] == 2
+    with pytest.raises(ValueError, match="activation must be one of .*got 'nope'"):
+        next(results)
