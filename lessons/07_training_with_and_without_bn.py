@@ -17,7 +17,7 @@
 # Every run writes a CSV log under runs/lesson07/ (plot any of them with
 # scripts/plot_curves.py); the plots go to runs/.
 #
-# Run: python lessons/07_training_with_and_without_bn.py   (about 13 s on 2 idle cores; --quick: seconds)
+# Run: python lessons/07_training_with_and_without_bn.py   (13 to 38 s on 2 idle cores, by machine; --quick: seconds)
 
 # %%
 import statistics
