@@ -207,7 +207,7 @@ def test_bad_arguments_are_named(options, message):
 
 
 def test_axis_must_be_an_int_and_exist():
-    with pytest.raises(TypeError, match="axis must be an int, got 1.0"):
+    with pytest.raises(TypeError, match="axis must be an int or a tuple of ints, got 1.0"):
         mg.nn.BatchNorm(axis=1.0)
     layer = mg.nn.BatchNorm(axis=3)
     with pytest.raises(ValueError, match="axis=3.*input shape \\(4, 2\\)"):

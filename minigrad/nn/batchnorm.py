@@ -13,6 +13,8 @@ Conventions, and how to get PyTorch's:
                                                                    unbiased=True)
     PyTorch BatchNorm1d(C, momentum=None)             == BatchNorm(momentum=None, epsilon=1e-5,
                                                                    unbiased=True)
+    PyTorch BatchNorm1d(C, track_running_stats=False) == BatchNorm(track_running_stats=False)
+    Keras BatchNormalization(renorm=True, ...)        == BatchNorm(renorm=True, ...)
 
 PyTorch's momentum is the weight of the new batch, Keras's the weight of the old average, so
 PyTorch's p is Keras's 1 - p. PyTorch feeds the moving variance the unbiased batch variance
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from minigrad import backend
 from minigrad.nn import constraints, functional as F, initializers, regularizers
 from minigrad.nn.module import Module
 from minigrad.ops import batch_norm as reference
@@ -51,9 +54,24 @@ class BatchNorm(Module):
     The equations are numbered as in the Keras BatchNormalization guide, with its two
     "Eq. 3" told apart as Eq. 3a (batch variance) and Eq. 3b (population mean).
 
+    With renorm=True (Batch Renormalization, Ioffe 2017), training corrects the batch
+    statistics towards the moving ones, so that training and inference compute the same
+    function even for small or non-i.i.d. batches:
+
+        sigma_B = sqrt(sigma_B^2 + epsilon)
+        r = clip(sigma_B / renorm_stddev, rmin, rmax)
+        d = clip((mu_B - renorm_mean) / renorm_stddev, -dmax, dmax)
+        y = gamma * (x_hat * r + d) + beta       r and d constants in backward (stop-gradient)
+
+    then renorm_mean and renorm_stddev average mu_B and sigma_B with renorm_momentum, the moving
+    mean and moving_stddev with momentum, and moving_variance = max(moving_stddev^2 - epsilon, 0).
+    Inference is unchanged.
+
     Args:
         axis: the feature axis, normalized separately; statistics are taken over every other
-            axis. -1 for (batch, features) and channels-last images, 1 for (N, C, H, W).
+            axis. -1 for (batch, features) and channels-last images, 1 for (N, C, H, W). A tuple
+            or list of axes (as tf.keras 2 allowed) normalizes each position of those axes
+            separately: gamma, beta and the statistics then have the shape of those axes.
             Default -1.
         momentum: the weight of the old average in Eq. 5 and 6, a number in [0, 1] (PyTorch's
             momentum p is 1 - p here). None keeps the exact average of every batch seen
@@ -76,9 +94,22 @@ class BatchNorm(Module):
         beta_constraint: applied to beta after each optimizer step: a name ("non_neg",
             "unit_norm"), a callable or None. Default None.
         gamma_constraint: the same for gamma. Default None.
+        renorm: Batch Renormalization (above); adds the non-trainable moving_stddev,
+            renorm_mean and renorm_stddev. Default False.
+        renorm_clipping: a dict with any of "rmax", "rmin", "dmax": r is clipped to
+            [rmin, rmax], d to [-dmax, dmax]; a missing key does not clip. Other keys, rmax <
+            rmin or dmax < 0 are errors, as in Keras. None means {} (no clipping); the paper
+            starts at rmax=1, dmax=0 (plain BatchNorm) and relaxes them. Default None.
+        renorm_momentum: the weight of the old renorm_mean and renorm_stddev. Default 0.99.
+        synchronized: Keras's switch for statistics over every process's part of the batch. In
+            one process it computes exactly what False does. Default False.
         unbiased: feed Eq. 6 the unbiased batch variance m/(m-1) * sigma_B^2 (Eq. 4's
             correction, PyTorch's convention) instead of the biased one (Keras's). The output
             is normalized with the biased one either way. Keyword only. Default False.
+        track_running_stats: PyTorch's switch. False keeps no moving statistics: the layer
+            normalizes with batch statistics in training and inference alike. Set to False on a
+            built layer, it stops updating them (inference still uses them), as in PyTorch.
+            Keyword only. Default True.
         dtype: the weights' float dtype (a Module argument, passed up through **kwargs).
             Default "float32".
         trainable: False freezes the layer: gamma and beta get no gradient, and the layer
@@ -92,15 +123,24 @@ class BatchNorm(Module):
             float32 and returned as float16.
         training: True for training mode, False for inference, None (default) for the
             module's own mode (train() or eval()).
+        mask: None, or a boolean array of x's shape without its last axis (Keras's rule: it
+            is broadcast along x's last axis). In training, positions where it is False are
+            left out of the batch mean and variance, which divide by the count plus 1e-7 (a
+            fully masked batch gives 0 and 0, and updates the moving statistics with them).
+            Every position is normalized. Inference ignores it, as in Keras.
 
     Input shape:
         any, with at least two values per feature in training. Output shape: the same.
 
-    Weights, created on the first call (or by build(input_shape)), each of shape (features,):
+    Weights, created on the first call (or by build(input_shape)), each of shape (features,)
+    (the feature axes' shape for a tuple axis):
         gamma: trainable; only with scale=True, else gamma is None.
         beta: trainable; only with center=True, else beta is None.
-        moving_mean, moving_variance: not trainable, saved by state_dict().
+        moving_mean, moving_variance: not trainable, saved by state_dict(); None with
+            track_running_stats=False.
+        moving_stddev, renorm_mean, renorm_stddev: with renorm=True only, saved likewise.
         num_batches_tracked: shape (), the training batches seen (momentum=None needs it).
+    reset_running_stats() starts the statistics again; reset_parameters() also gamma and beta.
 
     mg.nn.batch_norm_form picks the code that runs in training: the fast kernels (default),
     or the reference equations ("closed_form", "composite"); all give the same values.
@@ -123,7 +163,7 @@ class BatchNorm(Module):
 
     def __init__(
         self,
-        axis: int = -1,
+        axis: int | tuple[int, ...] | list[int] = -1,
         momentum: float | None = 0.99,
         epsilon: float = 1e-3,
         center: bool = True,
@@ -136,25 +176,52 @@ class BatchNorm(Module):
         gamma_regularizer: Any = None,
         beta_constraint: Any = None,
         gamma_constraint: Any = None,
+        renorm: bool = False,
+        renorm_clipping: dict | None = None,
+        renorm_momentum: float = 0.99,
+        synchronized: bool = False,
         *,
         unbiased: bool = False,
+        track_running_stats: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"BatchNorm: axis must be an int, got {axis!r}")
-        if momentum is not None and (
-            isinstance(momentum, bool) or not isinstance(momentum, (int, float))
-            or not 0.0 <= momentum <= 1.0
-        ):
-            raise ValueError(f"BatchNorm: momentum must be in [0, 1] or None, got {momentum!r}")
+        if isinstance(axis, list):
+            axis = tuple(axis)
+        for each in axis if isinstance(axis, tuple) else (axis,):
+            if isinstance(each, bool) or not isinstance(each, (int, np.integer)):
+                raise TypeError(f"BatchNorm: axis must be an int or a tuple of ints, got {axis!r}")
+        if isinstance(axis, tuple) and (not axis or len(set(axis)) != len(axis)):
+            raise ValueError(f"BatchNorm: axis must name one or more distinct axes, got {axis!r}")
+        _check_momentum(momentum, "momentum", allow_none=True)
+        _check_momentum(renorm_momentum, "renorm_momentum")
         F.check_epsilon(epsilon, self.dtype, "BatchNorm")
-        self.axis = int(axis)
+        for name, value in [("center", center), ("scale", scale), ("renorm", renorm),
+                            ("synchronized", synchronized), ("unbiased", unbiased),
+                            ("track_running_stats", track_running_stats)]:
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"BatchNorm: {name} must be True or False, got {value!r}")
+        if renorm:
+            renorm_clipping = _checked_clipping(renorm_clipping)
+            if unbiased or not track_running_stats:
+                raise ValueError(
+                    "BatchNorm: renorm=True keeps Keras's moving statistics, so it cannot be combined "
+                    "with unbiased=True or track_running_stats=False (PyTorch's switches)"
+                )
+        self.axis = tuple(int(a) for a in axis) if isinstance(axis, tuple) else int(axis)
         self.momentum = momentum
         self.epsilon = float(epsilon)
         self.center = center
         self.scale = scale
+        self.renorm = renorm
+        self.renorm_clipping = renorm_clipping  # as Keras: {} when renorm is on and none was given
+        self.renorm_momentum = renorm_momentum
+        # Accepted for Keras's signature. In one process the statistics are the process's own,
+        # so it computes exactly what synchronized=False does; across processes the per-channel
+        # count, sum and squared deviations are combined in minigrad.ops.batch_norm.combine_moments.
+        self.synchronized = synchronized
         self.unbiased = unbiased
+        self.track_running_stats = track_running_stats
         # Looked up now, so that a misspelt name fails here rather than at the first call.
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
@@ -164,38 +231,62 @@ class BatchNorm(Module):
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
-        self.gamma: Tensor | None = None
-        self.beta: Tensor | None = None
-        self.moving_mean: Tensor | None = None
-        self.moving_variance: Tensor | None = None
+        for name in self.STATISTICS + ("gamma", "beta"):
+            setattr(self, name, None)
         self.input_ndim: int | None = None
-        self.features: int | None = None
+        self.features: int | tuple[int, ...] | None = None
+
+    # Every non-trainable weight the layer may hold, in the order build creates them.
+    STATISTICS = ("moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev",
+                  "num_batches_tracked")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         ndim = len(input_shape)
-        if not -ndim <= self.axis < ndim or input_shape[self.axis] is None:
+        feature_axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if any(not -ndim <= a < ndim or input_shape[a] is None for a in feature_axes) or (
+            len({a % ndim for a in feature_axes}) == ndim
+        ):
             raise ValueError(
                 f"BatchNorm(axis={self.axis}) cannot be built for input shape {tuple(input_shape)}: "
-                "the feature axis must exist and have a known size"
+                "each feature axis must exist and have a known size, and at least one axis must be left "
+                "for the statistics"
             )
         self.input_ndim = ndim
-        self.features = int(input_shape[self.axis])
-        shape = (self.features,)
+        # The weights' shape: the feature axes' sizes, in the order of the axes in the input.
+        shape = tuple(int(input_shape[a]) for a in sorted(a % ndim for a in feature_axes))
+        self.features = shape[0] if not isinstance(self.axis, tuple) else shape
         if self.scale:
             self.add_weight("gamma", shape, self.gamma_initializer,
                             regularizer=self.gamma_regularizer, constraint=self.gamma_constraint)
         if self.center:
             self.add_weight("beta", shape, self.beta_initializer,
                             regularizer=self.beta_regularizer, constraint=self.beta_constraint)
-        self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
-        self.add_weight("moving_variance", shape, self.moving_variance_initializer, trainable=False)
-        # How many training batches the moving statistics have seen: momentum=None needs it
-        # to weight the next batch by 1/n, and a reload must resume the same average.
-        self.add_weight("num_batches_tracked", (), "zeros", trainable=False, dtype=np.int64)
+        for name, initializer, dtype in self._statistics_initializers():
+            self.add_weight(name, () if name == "num_batches_tracked" else shape, initializer,
+                            trainable=False, dtype=dtype)
         super().build(input_shape)
 
-    def forward(self, x: Tensor, training: bool | None = None) -> Tensor:
-        if x.ndim != self.input_ndim or x.shape[self.axis] != self.features:
+    def _statistics_initializers(self) -> list[tuple[str, Any, Any]]:
+        """(name, initializer, dtype) of each non-trainable weight this layer keeps."""
+        if not self.track_running_stats:
+            return []  # PyTorch's track_running_stats=False: no moving statistics at all
+        weights = [("moving_mean", self.moving_mean_initializer, None),
+                   ("moving_variance", self.moving_variance_initializer, None)]
+        if self.renorm:
+            # As Keras: the stddevs start as the square root of the moving variance's start.
+            def stddev(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+                return np.sqrt(self.moving_variance_initializer(shape, dtype))
+
+            weights += [("moving_stddev", stddev, None), ("renorm_mean", self.moving_mean_initializer, None),
+                        ("renorm_stddev", stddev, None)]
+        # How many training batches the moving statistics have seen: momentum=None needs it
+        # to weight the next batch by 1/n, and a reload must resume the same average.
+        return weights + [("num_batches_tracked", "zeros", np.int64)]
+
+    def forward(self, x: Tensor, training: bool | None = None, mask: Any = None) -> Tensor:
+        shape = self.features if isinstance(self.features, tuple) else (self.features,)
+        feature_axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if x.ndim != self.input_ndim or tuple(x.shape[a] for a in sorted(a % x.ndim for a in feature_axes)) != shape:
             raise ValueError(
                 f"BatchNorm(axis={self.axis}) was built for {self.input_ndim}-D inputs with "
                 f"{self.features} features on axis {self.axis}, but got input shape {x.shape}"
@@ -204,25 +295,65 @@ class BatchNorm(Module):
             x = x.astype(self.dtype)  # integer and bool input is normalized as floats, as in Keras
         training = self.training if training is None else bool(training)
         training = training and self.trainable  # a frozen layer always runs in inference mode
+        # PyTorch's rule: batch statistics in training, and in inference too when there are no
+        # moving ones; the moving ones are updated only while track_running_stats is on.
+        batch_statistics = training or self.moving_mean is None
+        update = training and self.track_running_stats and self.moving_mean is not None
+        use_moving = update or not batch_statistics
         momentum = self.momentum
-        if momentum is None:  # Eq. 3b and 4 kept up to date: the exact average of every batch
+        if momentum is None and update:  # Eq. 3b and 4 kept up to date: the exact average of every batch
             momentum = reference.cumulative_momentum(int(self.num_batches_tracked.item()))
+        renorm = None
+        if self.renorm and batch_statistics:
+            # Updated in place only when the moving statistics are (update=True).
+            renorm = F.Renorm(*(getattr(self, n) if update else self._frozen(n)
+                                for n in ("renorm_mean", "renorm_stddev", "moving_stddev")),
+                              momentum=self.renorm_momentum, clipping=self.renorm_clipping)
         y = F.batch_norm(
-            x, self.gamma, self.beta, self.moving_mean, self.moving_variance,
-            training=training, axis=self.axis, momentum=momentum,
-            epsilon=self.epsilon, unbiased=self.unbiased,
+            x, self.gamma, self.beta, self.moving_mean if use_moving else None,
+            self.moving_variance if use_moving else None,
+            training=batch_statistics, axis=self.axis, momentum=0.0 if momentum is None else momentum,
+            epsilon=self.epsilon, unbiased=self.unbiased, mask=mask if batch_statistics else None,
+            renorm=renorm,
         )
-        if training:
+        if update:
             self.num_batches_tracked.data += 1
         return y
 
+    def _frozen(self, name: str) -> Tensor:
+        """A copy of weight `name`, for a call that must read it but not update it."""
+        return Tensor._make(getattr(self, name).data.copy())
+
+    def reset_running_stats(self) -> None:
+        """Start the moving statistics again, as PyTorch's reset_running_stats(): each from its
+        initializer (moving mean 0, moving variance 1 by default), and the batch count at 0."""
+        if not self.built:
+            return
+        for name, initializer, dtype in self._statistics_initializers():
+            weight = getattr(self, name)
+            weight.data[...] = backend.to_backend(
+                np.asarray(initializers.get(initializer)(weight.shape, weight.dtype)), weight.backend)
+
+    def reset_parameters(self) -> None:
+        """reset_running_stats(), and gamma and beta from their initializers (1 and 0 by default),
+        as PyTorch's reset_parameters(). The weights are written in place, so an optimizer
+        holding them goes on with the reset values."""
+        self.reset_running_stats()
+        for name, initializer in [("gamma", self.gamma_initializer), ("beta", self.beta_initializer)]:
+            weight = getattr(self, name)
+            if weight is not None:
+                weight.data[...] = backend.to_backend(np.asarray(initializer(weight.shape, weight.dtype)),
+                                                      weight.backend)
+
     def check_state(self, values: dict[str, np.ndarray], source: str, prefix: str = "") -> None:
         """Refuse loaded statistics that would break the next call: a negative or non-finite
-        moving variance (NaN at inference), a non-finite moving mean, or a negative batch
+        moving variance or stddev (NaN at inference), a non-finite mean, or a negative batch
         count (momentum=None would divide by zero)."""
+        finite = ("finite", lambda v: np.isfinite(v).all())
+        non_negative = ("finite and >= 0", lambda v: (np.isfinite(v) & (v >= 0)).all())
         problems = {
-            "moving_mean": ("finite", lambda v: np.isfinite(v).all()),
-            "moving_variance": ("finite and >= 0", lambda v: (np.isfinite(v) & (v >= 0)).all()),
+            "moving_mean": finite, "renorm_mean": finite,
+            "moving_variance": non_negative, "moving_stddev": non_negative, "renorm_stddev": non_negative,
             "num_batches_tracked": (">= 0", lambda v: (v >= 0).all()),
         }
         for name, (expected, valid) in problems.items():
@@ -234,8 +365,37 @@ class BatchNorm(Module):
                 )
 
     def extra_repr(self) -> str:
+        options = "".join(f", {name}={getattr(self, name)}" for name in
+                          ("renorm", "synchronized", "track_running_stats") if getattr(self, name))
         return (
             f"axis={self.axis}, momentum={self.momentum}, epsilon={self.epsilon:g}, "
-            f"center={self.center}, scale={self.scale}, unbiased={self.unbiased}, "
+            f"center={self.center}, scale={self.scale}, unbiased={self.unbiased}{options}, "
             f"features={self.features}"
+        ).replace(", track_running_stats=True", "")
+
+
+def _check_momentum(value: Any, name: str, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"BatchNorm: {name} must be in [0, 1]{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _checked_clipping(clipping: Any) -> dict:
+    """renorm_clipping validated as Keras does: keys among rmax, rmin, dmax; rmax >= rmin; dmax >= 0."""
+    clipping = clipping or {}
+    keys = ["rmax", "rmin", "dmax"]
+    if not isinstance(clipping, dict) or set(clipping) - set(keys):
+        raise ValueError(
+            f"BatchNorm: received invalid keys for `renorm_clipping` argument: {clipping}. "
+            f"Supported values: {keys}."
         )
+    rmax, rmin, dmax = (clipping.get(k) for k in keys)
+    if rmax is not None and rmin is not None and rmax < rmin:
+        raise ValueError(f"BatchNorm: rmax should be greater than rmin in the `renorm_clipping` argument. "
+                         f"Received: rmax={rmax}, rmin={rmin}.")
+    if dmax is not None and dmax < 0:
+        raise ValueError(f"BatchNorm: dmax should be non-negative in the `renorm_clipping` argument. "
+                         f"Received: dmax={dmax}.")
+    return dict(clipping)

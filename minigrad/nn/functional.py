@@ -8,7 +8,7 @@ The modules in minigrad.nn hold weights and call these; these hold the arithmeti
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -123,6 +123,21 @@ def _check_form(form: Any, caller: str) -> None:
         raise ValueError(f"{caller}: form {form!r} is not one of {BATCH_NORM_FORMS}")
 
 
+class Renorm(NamedTuple):
+    """Batch Renormalization's state and settings, for batch_norm(renorm=...).
+
+    renorm_mean and renorm_stddev are what r and d measure the batch against; moving_stddev is
+    what the moving variance follows. All three are Tensors of shape (features,), updated in
+    place when batch_norm updates the moving statistics.
+    """
+
+    renorm_mean: Tensor
+    renorm_stddev: Tensor
+    moving_stddev: Tensor
+    momentum: float = 0.99  # renorm_momentum: the weight of the old renorm_mean and renorm_stddev
+    clipping: dict = {}  # any of "rmin", "rmax", "dmax"; a missing key does not clip
+
+
 def batch_norm(
     x: Tensor,
     gamma: Tensor | None = None,
@@ -131,11 +146,13 @@ def batch_norm(
     moving_variance: Tensor | None = None,
     *,
     training: bool = True,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     momentum: float = 0.99,
     epsilon: float = 1e-3,
     unbiased: bool = False,
     form: str | None = None,
+    mask: Any = None,
+    renorm: Renorm | None = None,
 ) -> Tensor:
     """Batch Normalization of x along feature axis `axis`, statistics over every other axis.
 
@@ -144,8 +161,14 @@ def batch_norm(
     convention: moving = moving * momentum + batch * (1 - momentum)); unbiased=True feeds
     them m/(m-1) * variance instead (Eq. 4's correction, PyTorch's convention).
     training=False normalizes with the moving statistics and updates nothing. gamma, beta and
-    the moving statistics have shape (x.shape[axis],). float16 input is computed in float32
-    and returned as float16.
+    the moving statistics have the shape of the feature axes: (x.shape[axis],) for one axis,
+    (x.shape[a] for a in axis) for a tuple of axes. float16 input is computed in float32 and
+    returned as float16.
+
+    mask (training only, as in Keras): a boolean array of x's shape without its last axis;
+    positions where it is False are left out of the batch mean and variance (whose count then
+    gets MASK_EPSILON, so a fully masked batch gives 0 and 0), and every position is still
+    normalized. renorm: Batch Renormalization (see Renorm and the layer's docstring).
 
     form picks the implementation of training mode; all give the same values and derivatives:
         "fast"         BatchNormFast (minigrad.ops.batch_norm_fast): the fast kernels forward
@@ -156,14 +179,28 @@ def batch_norm(
                        differentiated by the engine.
         None           whatever batch_norm_form set (get_batch_norm_form()).
     With create_graph=True, "fast" and "closed_form" both run closed_form_backward in the
-    graph. Inference always runs minigrad.ops.batch_norm.batch_norm_inference.
+    graph. With a mask, training runs masked_batch_norm (Tensor operations) whatever the form.
+    Inference always runs minigrad.ops.batch_norm.batch_norm_inference.
     """
-    feature_axis = _feature_axis(axis, x.shape)
+    feature_axes = _feature_axes(axis, x.shape)
+    mask = None if mask is None else _mask_weights(mask, x)
+    options = dict(training=training, momentum=momentum, epsilon=epsilon, unbiased=unbiased, form=form)
+    if len(feature_axes) > 1:
+        return _over_merged_axes(x, feature_axes, mask, gamma, beta, moving_mean, moving_variance, renorm,
+                                 **options)
+    return _batch_norm(x, gamma, beta, moving_mean, moving_variance, feature_axes[0], mask, renorm, **options)
+
+
+def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mean: Tensor | None,
+                moving_variance: Tensor | None, feature_axis: int, mask: Tensor | None, renorm: Renorm | None,
+                *, training: bool, momentum: float, epsilon: float, unbiased: bool, form: str | None) -> Tensor:
+    """batch_norm on one feature axis (non-negative), with the mask (if any) in x's shape."""
+    axis = feature_axis
     channels = x.shape[feature_axis]
     axes = tuple(i for i in range(x.ndim) if i != feature_axis)
     for name, weight in [("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean),
-                         ("moving_variance", moving_variance)]:
-        if weight is not None and weight.shape != (channels,):
+                         ("moving_variance", moving_variance)] + list(zip(Renorm._fields, renorm or ())):
+        if isinstance(weight, Tensor) and weight.shape != (channels,):
             raise ValueError(
                 f"batch_norm: {name} has shape {weight.shape}, expected ({channels},) for "
                 f"input shape {x.shape} with feature axis {axis}"
@@ -176,8 +213,13 @@ def batch_norm(
         raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
     if (moving_mean is None) != (moving_variance is None):
         raise ValueError("batch_norm: give both moving_mean and moving_variance, or neither")
+    if unbiased and (mask is not None or renorm is not None):
+        raise ValueError(
+            "batch_norm: unbiased=True (PyTorch's convention) cannot be combined with a mask or "
+            "renorm, which follow Keras's biased statistics"
+        )
     count = math.prod(x.shape[i] for i in axes)
-    if training and count < 2:
+    if training and count < 2 and mask is None:
         raise ValueError(
             f"batch_norm: batch statistics need more than one value per channel when "
             f"training; input shape {x.shape} with feature axis {axis} has {count}"
@@ -197,30 +239,117 @@ def batch_norm(
 
     x_compute = x.astype(compute_dtype)
     gamma_b, beta_b = prepared(gamma), prepared(beta)
-    if training:
-        if form == "composite":
-            y, mean, variance = reference.batch_norm_composite(x_compute, gamma_b, beta_b, axes, epsilon)
-            mean, variance = mean.data, variance.data
+    if not training:
+        with no_grad():  # the moving statistics are constants of the graph
+            mean_b, variance_b = prepared(moving_mean), prepared(moving_variance)
+        y = reference.batch_norm_inference(x_compute, mean_b, variance_b, gamma_b, beta_b, epsilon)
+        return y.astype(output_dtype)
+
+    # With renorm, gamma and beta come after the correction: the transform yields x_hat.
+    gamma_t, beta_t = (None, None) if renorm is not None else (gamma_b, beta_b)
+    if mask is not None:
+        weights = mask.astype(compute_dtype)
+        y, mean, variance = reference.masked_batch_norm(x_compute, weights, gamma_t, beta_t, axes, epsilon)
+        mean, variance = mean.data, variance.data
+    elif form == "composite":
+        y, mean, variance = reference.batch_norm_composite(x_compute, gamma_t, beta_t, axes, epsilon)
+        mean, variance = mean.data, variance.data
+    else:
+        kind = fast.BatchNormFast if form == "fast" else reference.BatchNormClosedForm
+        fn = kind(axes, epsilon, gamma_t is not None, beta_t is not None)
+        y = fn.apply(x_compute, *[w for w in (gamma_t, beta_t) if w is not None])
+        mean, variance = fn.mean, fn.variance
+    mean, variance = mean.reshape(channels), variance.reshape(channels)
+    if renorm is not None:
+        y = _renormalized(y, gamma_b, beta_b, mean, variance, renorm, epsilon, broadcast_shape)
+    if moving_mean is not None:
+        if renorm is not None:
+            _update_renorm(mean, variance, moving_mean, moving_variance, renorm, momentum, epsilon)
         else:
-            kind = fast.BatchNormFast if form == "fast" else reference.BatchNormClosedForm
-            fn = kind(axes, epsilon, gamma is not None, beta is not None)
-            y = fn.apply(x_compute, *[w for w in (gamma_b, beta_b) if w is not None])
-            mean, variance = fn.mean, fn.variance
-        if moving_mean is not None:
             if unbiased:
                 variance = reference.unbiased_variance(variance, count)  # Eq. 4's m/(m-1)
             # Computed in the batch statistics' dtype, then stored in the moving statistics' own.
             new_mean, new_variance = reference.update_moving_statistics(
                 moving_mean.data.astype(mean.dtype), moving_variance.data.astype(variance.dtype),
-                mean.reshape(channels), variance.reshape(channels), momentum,
+                mean, variance, momentum,
             )
             moving_mean.data[...] = new_mean
             moving_variance.data[...] = new_variance
-    else:
-        with no_grad():  # the moving statistics are constants of the graph
-            mean_b, variance_b = prepared(moving_mean), prepared(moving_variance)
-        y = reference.batch_norm_inference(x_compute, mean_b, variance_b, gamma_b, beta_b, epsilon)
     return y.astype(output_dtype)
+
+
+def _renormalized(x_hat: Tensor, gamma: Tensor | None, beta: Tensor | None, mean: Any, variance: Any,
+                  renorm: Renorm, epsilon: float, broadcast_shape: tuple[int, ...]) -> Tensor:
+    """Batch Renormalization's output gamma * (x_hat * r + d) + beta, r and d from the state
+    before this batch's update (as Keras orders it)."""
+    r, d = reference.renorm_correction(
+        mean, variance, renorm.renorm_mean.data.astype(mean.dtype), renorm.renorm_stddev.data.astype(mean.dtype),
+        epsilon, renorm.clipping or {},
+    )
+    return reference.renorm_transform(x_hat, gamma, beta, r.reshape(broadcast_shape), d.reshape(broadcast_shape))
+
+
+def _update_renorm(mean: Any, variance: Any, moving_mean: Tensor, moving_variance: Tensor, renorm: Renorm,
+                   momentum: float, epsilon: float) -> None:
+    """Keras's five renorm updates, in place, each stored in its weight's own dtype."""
+    weights = (renorm.renorm_mean, renorm.renorm_stddev, moving_mean, renorm.moving_stddev)
+    new = reference.update_renorm_statistics(mean, variance, *[w.data.astype(mean.dtype) for w in weights],
+                                             epsilon, momentum, renorm.momentum)
+    for weight, value in zip(weights + (moving_variance,), new):
+        weight.data[...] = value
+
+
+def _over_merged_axes(x: Tensor, feature_axes: tuple[int, ...], mask: Any, *weights: Any, **options: Any) -> Tensor:
+    """batch_norm with several feature axes: the feature axes are moved last and merged into one,
+    the weights (of the feature axes' shape) flattened to match, and the result put back.
+
+    The moving statistics are flattened as views, so their in-place updates reach the weights.
+    """
+    others = tuple(i for i in range(x.ndim) if i not in feature_axes)
+    order = others + feature_axes
+    feature_shape = tuple(x.shape[i] for i in feature_axes)
+    moved_shape = tuple(x.shape[i] for i in order)
+    merged_shape = moved_shape[:len(others)] + (math.prod(feature_shape),)
+    for name, weight in zip(("gamma", "beta", "moving_mean", "moving_variance"), weights):
+        if weight is not None and weight.shape != feature_shape:
+            raise ValueError(
+                f"batch_norm: {name} has shape {weight.shape}, expected {feature_shape} for input "
+                f"shape {x.shape} with feature axes {feature_axes}"
+            )
+    gamma, beta, moving_mean, moving_variance, renorm = weights
+
+    def flat(weight: Tensor | None, in_graph: bool = False) -> Tensor | None:
+        if weight is None:
+            return None
+        return weight.reshape(-1) if in_graph else Tensor._make(weight.data.reshape(-1))
+
+    if renorm is not None:
+        renorm = renorm._replace(**{name: flat(getattr(renorm, name)) for name in Renorm._fields[:3]})
+    y = _batch_norm(
+        x.transpose(order).reshape(merged_shape), flat(gamma, True), flat(beta, True), flat(moving_mean),
+        flat(moving_variance), len(others), None if mask is None else mask.transpose(order).reshape(merged_shape),
+        renorm, **options,
+    )
+    return y.reshape(moved_shape).transpose(tuple(np.argsort(order)))
+
+
+def _mask_weights(mask: Any, x: Tensor) -> Tensor:
+    """Keras's mask as a bool Tensor of x's shape: one axis fewer than x, broadcast along the last."""
+    xp = backend.get_array_module(x.data)
+    array = backend.to_backend(mask.data if isinstance(mask, Tensor) else np.asarray(mask), x.backend)
+    if array.ndim != x.ndim - 1:
+        raise ValueError(
+            "batch_norm: the mask must have one axis fewer than the input, as in Keras; got "
+            f"mask shape {tuple(array.shape)} for input shape {x.shape}"
+        )
+    try:
+        expanded = xp.broadcast_to(array[..., None], x.shape)
+    except ValueError:
+        raise ValueError(
+            f"batch_norm: mask shape {tuple(array.shape)} does not fit input shape {x.shape}: it must "
+            f"be the input's shape without its last axis, {x.shape[:-1]}"
+        ) from None
+    return Tensor._make(expanded.astype(bool))
 
 
 def check_epsilon(epsilon: Any, dtype: Any, caller: str) -> None:
@@ -235,11 +364,20 @@ def check_epsilon(epsilon: Any, dtype: Any, caller: str) -> None:
         )
 
 
-def _feature_axis(axis: Any, shape: tuple[int, ...]) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"batch_norm: axis must be an int, got {axis!r}")
-    if not -len(shape) <= axis < len(shape):
+def _feature_axes(axis: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """axis (an int, or a tuple or list of ints) as sorted, non-negative, distinct feature axes."""
+    several = isinstance(axis, (tuple, list))
+    for each in (axis if several else [axis]):
+        if isinstance(each, bool) or not isinstance(each, (int, np.integer)):
+            raise TypeError(f"batch_norm: axis must be an int or a tuple of ints, got {axis!r}")
+        if not -len(shape) <= each < len(shape):
+            raise ValueError(
+                f"batch_norm: axis {axis} is out of range for input shape {shape} ({len(shape)} axes)"
+            )
+    axes = tuple(sorted({int(each) % len(shape) for each in (axis if several else [axis])}))
+    if several and (len(axes) != len(axis) or not axes or len(axes) == len(shape)):
         raise ValueError(
-            f"batch_norm: axis {axis} is out of range for input shape {shape} ({len(shape)} axes)"
+            f"batch_norm: axis {axis} must name distinct axes, at least one and not all of the "
+            f"{len(shape)} axes of input shape {shape}"
         )
-    return int(axis) % len(shape)
+    return axes

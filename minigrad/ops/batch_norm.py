@@ -12,6 +12,9 @@ variance) and Eq. 3b (the population mean).
                     (with unbiased_variance and cumulative_momentum, their running form)
     Eq. 5, Eq. 6    update_moving_statistics  moving = moving * momentum + batch * (1 - momentum)
     paper, Sec. 3   closed_form_backward      dl/dx_hat, dl/dvar, dl/dmu, dl/dx, dl/dgamma, dl/dbeta
+    masks           channel_sums, combine_moments   Eq. 2 and 3a over the unmasked positions only
+    renorm          renorm_correction, renorm_transform, update_renorm_statistics
+                                              Batch Renormalization (Ioffe 2017), as Keras runs it
 
 Two training forms are built from them: BatchNormClosedForm (these equations forward, the
 paper's closed form backward) and batch_norm_composite (these equations in Tensor operations,
@@ -30,8 +33,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from minigrad import backend
 from minigrad.autograd import Function, is_grad_enabled
 from minigrad.tensor import Tensor
+
+# Keras's backend.epsilon(): added to the count of unmasked values, so that a fully masked
+# batch gives a mean and variance of 0 rather than 0/0.
+MASK_EPSILON = 1e-7
 
 
 # ---- The training transform -------------------------------------------------------------------
@@ -201,3 +209,101 @@ def update_moving_statistics(moving_mean: Any, moving_variance: Any, mean: Any, 
     new_mean = moving_mean * momentum + mean * (1.0 - momentum)  # Eq. 5
     new_variance = moving_variance * momentum + variance * (1.0 - momentum)  # Eq. 6
     return new_mean, new_variance
+
+
+# ---- Masked statistics: Eq. 2 and Eq. 3a over the unmasked positions -----------------------------
+
+def channel_sums(x: Tensor, weights: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """What one part of a batch contributes to its statistics, per channel (broadcast shape):
+    (count, sum, sum of squared deviations from this part's own mean), over the positions
+    where weights (a 0/1 mask in x's shape) is 1. Tensors, differentiated by the engine.
+    """
+    count = weights.sum(axis=axes, keepdims=True)
+    total = (x * weights).sum(axis=axes, keepdims=True)
+    deviation = (x - total / (count + MASK_EPSILON)) * weights  # masked positions give 0
+    return count, total, (deviation * deviation).sum(axis=axes, keepdims=True)
+
+
+def combine_moments(parts: list[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Eq. 2 and Eq. 3a from the channel_sums of several parts of one batch: (mean, variance).
+
+    The one place where parts are combined: a single process passes one part; synchronized
+    BatchNorm on several processes passes every process's part. The squared deviations are
+    combined about the overall mean (Chan, Golub and LeVeque's pairwise rule), never as
+    E[x^2] - E[x]^2, which cancels catastrophically. As in Keras, the count gets MASK_EPSILON:
+    a part with nothing unmasked adds nothing, and a fully masked batch gives 0 and 0.
+    """
+    count = sum(part[0] for part in parts)
+    mean = sum(part[1] for part in parts) / (count + MASK_EPSILON)  # Eq. 2
+    squared = 0.0
+    for part_count, part_total, part_squared in parts:
+        # Moving a part's squared deviations from its own mean to the overall mean adds
+        # count * (its mean - overall mean)^2 (zero for a single part).
+        shift = part_total / (part_count + MASK_EPSILON) - mean
+        squared = squared + part_squared + part_count * shift * shift
+    return mean, squared / (count + MASK_EPSILON)  # Eq. 3a, biased
+
+
+def masked_batch_norm(x: Tensor, weights: Tensor, gamma: Tensor | None, beta: Tensor | None,
+                      axes: tuple[int, ...], epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The training transform with Keras's mask: statistics over the unmasked positions, every
+    position normalized with them. Returns (y, batch mean, batch variance), as Tensors.
+    """
+    mean, variance = combine_moments([channel_sums(x, weights, axes)])
+    _, x_hat = normalize(x - mean, variance, epsilon)
+    return scale_and_shift(x_hat, gamma, beta), mean, variance
+
+
+# ---- Batch Renormalization (Ioffe 2017, arXiv 1702.03275), as Keras 3 runs it -------------------
+
+def renorm_correction(mean: Any, variance: Any, renorm_mean: Any, renorm_stddev: Any, epsilon: float,
+                      clipping: dict) -> tuple[Any, Any]:
+    """Batch Renormalization's (r, d), on arrays: the batch statistics measured against the
+    moving ones that renorm trains with.
+
+        sigma_B = sqrt(sigma_B^2 + eps)
+        r = sigma_B / renorm_stddev,  clipped to [rmin, rmax]
+        d = (mu_B - renorm_mean) / renorm_stddev,  clipped to [-dmax, dmax]
+
+    renorm_stddev is taken as at least sqrt(eps), Keras's guard against dividing by ~0 early
+    in training. clipping holds any of "rmin", "rmax", "dmax"; a missing key does not clip.
+    r and d are constants to the gradient (the paper's stop_gradient): they are arrays here.
+    """
+    xp = backend.get_array_module(mean)
+    stddev = xp.sqrt(variance + epsilon)
+    renorm_stddev = xp.maximum(renorm_stddev, math.sqrt(epsilon))
+    r = stddev / renorm_stddev
+    d = (mean - renorm_mean) / renorm_stddev
+    if clipping.get("rmin") is not None:
+        r = xp.maximum(r, clipping["rmin"])
+    if clipping.get("rmax") is not None:
+        r = xp.minimum(r, clipping["rmax"])
+    if clipping.get("dmax") is not None:
+        d = xp.clip(d, -clipping["dmax"], clipping["dmax"])
+    return r, d
+
+
+def renorm_transform(x_hat: Tensor, gamma: Tensor | None, beta: Tensor | None, r: Any, d: Any) -> Tensor:
+    """y = gamma * (x_hat * r + d) + beta, with r and d constants (arrays in broadcast shape)."""
+    return scale_and_shift(x_hat * r + d, gamma, beta)
+
+
+def update_renorm_statistics(mean: Any, variance: Any, renorm_mean: Any, renorm_stddev: Any,
+                             moving_mean: Any, moving_stddev: Any, epsilon: float, momentum: float,
+                             renorm_momentum: float) -> tuple[Any, Any, Any, Any, Any]:
+    """Keras's renorm updates after one batch, on arrays. Returns the new (renorm_mean,
+    renorm_stddev, moving_mean, moving_stddev, moving_variance).
+
+    renorm_mean and renorm_stddev (what r and d compare against) average with renorm_momentum;
+    moving_mean and moving_stddev (what inference uses) with momentum, as Eq. 5 does. The
+    moving variance follows from the moving stddev: max(moving_stddev^2 - eps, 0), since
+    inference adds eps back.
+    """
+    xp = backend.get_array_module(mean)
+    stddev = xp.sqrt(variance + epsilon)
+    new_renorm_mean, new_renorm_stddev = update_moving_statistics(renorm_mean, renorm_stddev, mean,
+                                                                  stddev, renorm_momentum)
+    new_moving_mean, new_moving_stddev = update_moving_statistics(moving_mean, moving_stddev, mean,
+                                                                  stddev, momentum)
+    moving_variance = xp.maximum(new_moving_stddev * new_moving_stddev - epsilon, 0)
+    return new_renorm_mean, new_renorm_stddev, new_moving_mean, new_moving_stddev, moving_variance
