@@ -65,7 +65,7 @@ class Module:
 
     # ---- calling ------------------------------------------------------------------------------
 
-    def __call__(self, x: Any, training: bool | None = None) -> Tensor:
+    def __call__(self, x: Any, training: bool | None = None, mask: Any = None) -> Tensor:
         if training is not None and not isinstance(training, (bool, np.bool_)):
             # bool("False") is True: a string or a number here is a slip, not a mode.
             raise TypeError(
@@ -73,10 +73,14 @@ class Module:
             )
         if not isinstance(x, Tensor):
             x = Tensor(x)
+        if mask is not None and "mask" not in inspect.signature(self.forward).parameters:
+            raise TypeError(f"{type(self).__name__} takes no mask; only BatchNorm does")
         if not self.built:
             with backend.use_backend(x.backend):  # weights go where the data is
                 self.build(x.shape)
-        return self.forward(x, training)
+        if mask is None:
+            return self.forward(x, training)
+        return self.forward(x, training, mask=mask)
 
     def forward(self, x: Tensor, training: bool | None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
