@@ -29,6 +29,13 @@ with the formula written out in NumPy in this script.
                                             momentum=None running form, vs NumPy
     Eq. 5, Eq. 6                            the moving averages of a BatchNorm layer vs NumPy
     inference, Eq. 3b-4 / 5-6 inference     Eq. 1 on those statistics: value and derivatives
+    renorm                                  Batch Renormalization: r and d, the output and the
+                                            five updates vs NumPy, clipped and not; the
+                                            transform's derivatives with r and d constant, and
+                                            the layer's with r and d pinned by clipping
+    masked statistics                       Keras's mask: statistics of the unmasked positions
+                                            vs NumPy; derivatives
+    track_running_stats=False inference     inference on the batch's own statistics
     Dense, ReLU, softmax cross-entropy, SGD the layers and the optimizer around BatchNorm
 
 Each function is looked up on its module when its row runs (reference.normalize, not a copy
@@ -226,12 +233,125 @@ def statistics_rows(rng):
     yield from inference_rows("Eq. 5-6", keras)
 
 
+# ---- Keras 3's renorm and masks, PyTorch's track_running_stats=False -----------------------------
+
+RENORM_MEAN, RENORM_STDDEV = np.array([0.5, -0.3, 1.5]), np.array([1.0, 3.5, 0.8])
+CLIPPING = dict(rmax=1.5, rmin=0.5, dmax=0.4)
+
+
+def numpy_renorm(x, moving_mean, moving_stddev, clipping, momentum=0.9, renorm_momentum=0.8):
+    """Batch Renormalization's training step on a (batch, features) x, written out: (r, d, y
+    with gamma and beta, and the new renorm_mean, renorm_stddev, moving_mean, moving_stddev,
+    moving_variance)."""
+    mean, stddev = x.mean(0), np.sqrt(x.var(0) + EPSILON)
+    guarded = np.maximum(RENORM_STDDEV, np.sqrt(EPSILON))
+    r = np.clip(stddev / guarded, clipping.get("rmin", -np.inf), clipping.get("rmax", np.inf))
+    d = np.clip((mean - RENORM_MEAN) / guarded, -clipping.get("dmax", np.inf), clipping.get("dmax", np.inf))
+    y = GAMMA * ((x - mean) / stddev * r + d) + BETA
+    new_moving_stddev = moving_stddev * momentum + stddev * (1 - momentum)
+    return (r, d, y, RENORM_MEAN * renorm_momentum + mean * (1 - renorm_momentum),
+            RENORM_STDDEV * renorm_momentum + stddev * (1 - renorm_momentum),
+            moving_mean * momentum + mean * (1 - momentum), new_moving_stddev,
+            np.maximum(new_moving_stddev ** 2 - EPSILON, 0))
+
+
+def renorm_layer(clipping):
+    layer = mg.nn.BatchNorm(renorm=True, renorm_clipping=clipping, momentum=0.9, renorm_momentum=0.8,
+                            epsilon=EPSILON, dtype="float64")
+    layer.build(X.shape)
+    layer.gamma.data[...], layer.beta.data[...] = GAMMA, BETA
+    layer.renorm_mean.data[...], layer.renorm_stddev.data[...] = RENORM_MEAN, RENORM_STDDEV
+    layer.moving_mean.data[...], layer.moving_stddev.data[...] = 0.2, 1.3
+    return layer
+
+
+def renorm_rows():
+    """r and d, the output and the five updates vs NumPy; derivatives with r and d constant."""
+    for clipping, how in ((CLIPPING, "clipped"), ({}, "unclipped")):
+        expected = numpy_renorm(X, np.full(3, 0.2), np.full(3, 1.3), clipping)
+        r, d = reference.renorm_correction(X.mean(0), X.var(0), RENORM_MEAN, RENORM_STDDEV, EPSILON, clipping)
+        yield value_row("renorm", f"r = sigma_B/renorm_stddev, d = (mu_B - renorm_mean)/renorm_stddev, {how}, "
+                        "vs NumPy", [r, d], expected[:2])
+        layer = renorm_layer(clipping)
+        y = layer(mg.Tensor(X), training=True).numpy()
+        yield value_row("renorm", f"BatchNorm(renorm=True) y = gamma (x_hat r + d) + beta, {how}, vs NumPy",
+                        [y], [expected[2]])
+        got = [getattr(layer, n).numpy() for n in ("renorm_mean", "renorm_stddev", "moving_mean",
+                                                     "moving_stddev", "moving_variance")]
+        yield value_row("renorm", f"renorm_mean, renorm_stddev, moving_mean, moving_stddev, moving_variance "
+                        f"after the step, {how}, vs NumPy", got, expected[3:])
+    r, d = reference.renorm_correction(X.mean(0), X.var(0), RENORM_MEAN, RENORM_STDDEV, EPSILON, {})
+    transform = lambda x_hat, g, b: reference.renorm_transform(x_hat, g, b, r, d)  # noqa: E731
+    x_hat = (X - X.mean(0)) / np.sqrt(X.var(0) + EPSILON)
+    yield gradient_row("renorm", "renorm_transform (r, d constant): d/dx_hat, d/dgamma, d/dbeta",
+                       transform, [x_hat, GAMMA, BETA])
+    yield gradient_row("renorm", "renorm_transform (r, d constant): second derivatives",
+                       transform, [x_hat, GAMMA, BETA], second_order=True)
+    # The whole layer, with r and d held at their clipping bounds (renorm_stddev far below
+    # the batch's, renorm_mean far off its mean), so that finite differences see them constant.
+    # track_running_stats=False stops the updates, so every call sees the same state.
+    pinned = renorm_layer(CLIPPING)
+    pinned.renorm_stddev.data[...], pinned.renorm_mean.data[...] = 0.1, -10.0
+    pinned.track_running_stats = False
+
+    def through_layer(x, g, b):
+        pinned.gamma, pinned.beta = g, b
+        return pinned(x, training=True)
+
+    yield gradient_row("renorm", "BatchNorm(renorm=True), r and d pinned by clipping: d/dx, d/dgamma, d/dbeta",
+                       through_layer, [X, GAMMA, BETA])
+    yield gradient_row("renorm", "BatchNorm(renorm=True), r and d pinned by clipping: second derivatives",
+                       through_layer, [X, GAMMA, BETA], second_order=True)
+
+
+MASKED_X = np.random.default_rng(6).normal(size=(4, 5, 3)) * 2.0 + 1.0
+MASK = np.random.default_rng(7).random((4, 5)) < 0.6
+
+
+def masked_rows():
+    """Eq. 2 and 3a over the unmasked positions (Keras's count + 1e-7), vs NumPy; derivatives."""
+    kept = MASKED_X[MASK]
+    count = MASK.sum() + reference.MASK_EPSILON
+    mean = kept.sum(0) / count
+    variance = ((kept - mean) ** 2).sum(0) / count
+    moving_mean, moving_variance = mg.zeros(3, dtype="float64"), mg.ones(3, dtype="float64")
+    y = F.batch_norm(mg.Tensor(MASKED_X), mg.Tensor(GAMMA), mg.Tensor(BETA), moving_mean, moving_variance,
+                     momentum=0.0, epsilon=EPSILON, mask=MASK)
+    yield value_row("masked statistics", "mean and variance of the unmasked positions (count + 1e-7) vs NumPy",
+                    [moving_mean.numpy(), moving_variance.numpy()], [mean, variance])
+    yield value_row("masked statistics", "y: every position normalized with them vs NumPy",
+                    [y.numpy()], [GAMMA * (MASKED_X - mean) / np.sqrt(variance + EPSILON) + BETA])
+    fn = lambda x, g, b: F.batch_norm(x, g, b, epsilon=EPSILON, mask=MASK)  # noqa: E731
+    yield gradient_row("masked statistics", "d/dx, d/dgamma, d/dbeta", fn, [MASKED_X, GAMMA, BETA])
+    yield gradient_row("masked statistics", "second derivatives", fn, [MASKED_X, GAMMA, BETA], second_order=True)
+
+
+def batch_statistics_inference_rows():
+    """track_running_stats=False: inference normalizes with the batch's own statistics."""
+    layer = mg.nn.BatchNorm(track_running_stats=False, epsilon=EPSILON, dtype="float64")
+    layer.build(X.shape)
+
+    def fn(x, g, b):
+        layer.gamma, layer.beta = g, b
+        return layer(x, training=False)
+
+    y = numpy_batch_norm(X, GAMMA, BETA, -1)[0]
+    yield value_row("track_running_stats=False inference", "y with the batch's mean and variance vs NumPy",
+                    [fn(mg.Tensor(X), mg.Tensor(GAMMA), mg.Tensor(BETA)).numpy()], [y])
+    yield gradient_row("track_running_stats=False inference", "d/dx, d/dgamma, d/dbeta", fn, [X, GAMMA, BETA])
+    yield gradient_row("track_running_stats=False inference", "second derivatives", fn, [X, GAMMA, BETA],
+                       second_order=True)
+
+
 def rows():
     rng = np.random.default_rng(4)  # made here, so every call of rows() sees the same values
     yield from equation_rows()
     for label, form in FORMS:
         yield from form_rows(label, form)
     yield from statistics_rows(rng)
+    yield from renorm_rows()
+    yield from masked_rows()
+    yield from batch_statistics_inference_rows()
     yield gradient_row("Dense", "x @ kernel + bias: d/dx, d/dkernel, d/dbias", F.dense,
                        [X, rng.normal(size=(3, 4)), rng.normal(size=4)])
     yield gradient_row("ReLU", "max(x, 0) (x kept off 0)", F.relu, [X + np.where(X >= 0, 0.1, -0.1)])

@@ -35,10 +35,11 @@ def test_every_row_passes_and_is_labelled():
     assert result.returncode == 0, result.stdout + result.stderr
     for label in ["Eq. 1", "Eq. 2", "Eq. 3a", "Eq. 3b", "Eq. 4", "Eq. 5", "Eq. 6", "scale and shift",
                   "composite", "closed form", "fast kernels", "inference", "Dense", "ReLU",
-                  "softmax cross-entropy", "SGD"]:
+                  "softmax cross-entropy", "SGD", "renorm", "masked statistics",
+                  "track_running_stats=False inference"]:
         assert f"\n{label} " in result.stdout, label
     assert "\nEq. 3 " not in result.stdout, "the two Eq. 3 are told apart as Eq. 3a and Eq. 3b"
-    assert "FAIL" not in result.stdout and "47 of 47 rows pass" in result.stdout
+    assert "FAIL" not in result.stdout and "64 of 64 rows pass" in result.stdout
 
 
 def off_by_one_percent(value):
@@ -88,6 +89,14 @@ MUTATIONS = [
     (reference.BatchNormFunction, "backward_in_graph", 0, off_by_one_percent, "closed form"),
     (reference.BatchNormFunction, "backward_in_graph", 1, off_by_one_percent, "closed form"),
     (reference.BatchNormFunction, "backward_in_graph", 2, doubled, "closed form"),
+    (reference, "renorm_correction", 0, off_by_one_percent, "renorm"),
+    (reference, "renorm_correction", 1, off_by_one_percent, "renorm"),
+    (reference, "renorm_transform", None, off_by_one_percent, "renorm"),
+    *[(reference, "update_renorm_statistics", i, off_by_one_percent, "renorm") for i in range(5)],
+    *[(reference, "channel_sums", i, off_by_one_percent, "masked statistics") for i in range(3)],
+    (reference, "combine_moments", 0, off_by_one_percent, "masked statistics"),
+    (reference, "combine_moments", 1, off_by_one_percent, "masked statistics"),
+    (reference, "masked_batch_norm", 0, off_by_one_percent, "masked statistics"),
 ]
 
 

@@ -271,7 +271,7 @@ def renorm_correction(mean: Any, variance: Any, renorm_mean: Any, renorm_stddev:
     """
     xp = backend.get_array_module(mean)
     stddev = xp.sqrt(variance + epsilon)
-    renorm_stddev = xp.maximum(renorm_stddev, math.sqrt(epsilon))
+    renorm_stddev = xp.maximum(renorm_stddev, epsilon ** 0.5)
     r = stddev / renorm_stddev
     d = (mean - renorm_mean) / renorm_stddev
     if clipping.get("rmin") is not None:
