@@ -273,3 +273,10 @@ def test_tuple_axis(backend, check, training):
     fn = layer_fn(layer, training)
     report = check(fn, [normal(shape, 20), *affine((2, 3))], names=["x", "gamma", "beta"])
     assert report.passed and report.max_abs_error < 1e-6, str(report)
+
+
+def test_repr_shows_the_switches_that_differ_from_their_defaults():
+    assert "track_running_stats=False" in repr(mg.nn.BatchNorm(track_running_stats=False))
+    shown = repr(mg.nn.BatchNorm(renorm=True, synchronized=True))
+    assert "renorm=True" in shown and "synchronized=True" in shown and "track_running_stats" not in shown
+    assert "renorm" not in repr(mg.nn.BatchNorm())

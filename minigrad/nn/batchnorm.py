@@ -365,13 +365,15 @@ class BatchNorm(Module):
                 )
 
     def extra_repr(self) -> str:
-        options = "".join(f", {name}={getattr(self, name)}" for name in
-                          ("renorm", "synchronized", "track_running_stats") if getattr(self, name))
+        # The switches show only when they differ from their defaults.
+        options = "".join(f", {name}={value}" for name, value, default in [
+            ("renorm", self.renorm, False), ("synchronized", self.synchronized, False),
+            ("track_running_stats", self.track_running_stats, True)] if value != default)
         return (
             f"axis={self.axis}, momentum={self.momentum}, epsilon={self.epsilon:g}, "
             f"center={self.center}, scale={self.scale}, unbiased={self.unbiased}{options}, "
             f"features={self.features}"
-        ).replace(", track_running_stats=True", "")
+        )
 
 
 def _check_momentum(value: Any, name: str, allow_none: bool = False) -> None:
