@@ -253,7 +253,9 @@ class BatchNorm(Module):
             )
         self.input_ndim = ndim
         # The weights' shape: the feature axes' sizes, in the order of the axes in the input.
-        shape = tuple(int(input_shape[a]) for a in sorted(a % ndim for a in feature_axes))
+        self._feature_axes = tuple(sorted(a % ndim for a in feature_axes))
+        shape = tuple(int(input_shape[a]) for a in self._feature_axes)
+        self._feature_shape = shape
         self.features = shape[0] if not isinstance(self.axis, tuple) else shape
         if self.scale:
             self.add_weight("gamma", shape, self.gamma_initializer,
@@ -284,9 +286,7 @@ class BatchNorm(Module):
         return weights + [("num_batches_tracked", "zeros", np.int64)]
 
     def forward(self, x: Tensor, training: bool | None = None, mask: Any = None) -> Tensor:
-        shape = self.features if isinstance(self.features, tuple) else (self.features,)
-        feature_axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
-        if x.ndim != self.input_ndim or tuple(x.shape[a] for a in sorted(a % x.ndim for a in feature_axes)) != shape:
+        if x.ndim != self.input_ndim or tuple(x.shape[a] for a in self._feature_axes) != self._feature_shape:
             raise ValueError(
                 f"BatchNorm(axis={self.axis}) was built for {self.input_ndim}-D inputs with "
                 f"{self.features} features on axis {self.axis}, but got input shape {x.shape}"

@@ -198,9 +198,9 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
     axis = feature_axis
     channels = x.shape[feature_axis]
     axes = tuple(i for i in range(x.ndim) if i != feature_axis)
-    for name, weight in [("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean),
-                         ("moving_variance", moving_variance)] + list(zip(Renorm._fields, renorm or ())):
-        if isinstance(weight, Tensor) and weight.shape != (channels,):
+    weights = [("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean), ("moving_variance", moving_variance)]
+    for name, weight in weights + ([] if renorm is None else list(zip(Renorm._fields[:3], renorm))):
+        if weight is not None and weight.shape != (channels,):
             raise ValueError(
                 f"batch_norm: {name} has shape {weight.shape}, expected ({channels},) for "
                 f"input shape {x.shape} with feature axis {axis}"
@@ -366,6 +366,8 @@ def check_epsilon(epsilon: Any, dtype: Any, caller: str) -> None:
 
 def _feature_axes(axis: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
     """axis (an int, or a tuple or list of ints) as sorted, non-negative, distinct feature axes."""
+    if type(axis) is int and -len(shape) <= axis < len(shape):  # the common case, on every call
+        return (axis % len(shape),)
     several = isinstance(axis, (tuple, list))
     for each in (axis if several else [axis]):
         if isinstance(each, bool) or not isinstance(each, (int, np.integer)):
