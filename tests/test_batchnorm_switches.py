@@ -280,3 +280,17 @@ def test_repr_shows_the_switches_that_differ_from_their_defaults():
     shown = repr(mg.nn.BatchNorm(renorm=True, synchronized=True))
     assert "renorm=True" in shown and "synchronized=True" in shown and "track_running_stats" not in shown
     assert "renorm" not in repr(mg.nn.BatchNorm())
+
+
+def test_a_mask_may_be_a_list_a_tensor_or_an_array_on_the_backend(backend):
+    shape = (3, 4, 2)
+    mask = np.random.default_rng(21).random(shape[:-1]) < 0.5
+    x = normal(shape, 22)
+    outputs = []
+    for given in (mask, mask.tolist(), mask.astype(np.float32), mg.Tensor(mask), mg.Tensor(mask).data):
+        layer = built(shape)
+        outputs.append(layer(mg.Tensor(x), training=True, mask=given).numpy())
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other, outputs[0])
+    with_all = built(shape)(mg.Tensor(x), training=True).numpy()
+    assert np.abs(outputs[0] - with_all).max() > 1e-3  # the mask really changed the statistics

@@ -336,7 +336,8 @@ def _over_merged_axes(x: Tensor, feature_axes: tuple[int, ...], mask: Any, *weig
 def _mask_weights(mask: Any, x: Tensor) -> Tensor:
     """Keras's mask as a bool Tensor of x's shape: one axis fewer than x, broadcast along the last."""
     xp = backend.get_array_module(x.data)
-    array = backend.to_backend(mask.data if isinstance(mask, Tensor) else np.asarray(mask), x.backend)
+    array = mask.data if isinstance(mask, Tensor) else mask
+    array = backend.to_backend(array if backend.is_array(array) else np.asarray(array), x.backend)
     if array.ndim != x.ndim - 1:
         raise ValueError(
             "batch_norm: the mask must have one axis fewer than the input, as in Keras; got "
