@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
+from minigrad.nn import config as configs
+from minigrad.nn import constraints, initializers, regularizers
 from minigrad.nn import functional as F
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
@@ -26,7 +28,8 @@ class Dense(Module):
             activation), or any callable on a Tensor. Default None.
         use_bias: whether to add a bias. Default True.
         kernel_initializer: how the kernel's values are drawn: a name from
-            minigrad.nn.initializers or a callable(shape, dtype). Default "glorot_uniform".
+            minigrad.nn.initializers, an initializer, its config dict, or a callable(shape,
+            dtype). Default "glorot_uniform".
         bias_initializer: the same for the bias. Default "zeros".
         kernel_regularizer: a penalty on the kernel that regularization_loss() adds up: a
             name ("l2"), a callable or None. Default None.
@@ -84,9 +87,13 @@ class Dense(Module):
         self.units = units
         self.activation = ACTIVATIONS[activation] if isinstance(activation, str) else activation
         self.use_bias = use_bias
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
+        # Looked up now, so that a misspelt name or a bad config dict fails here.
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel: Tensor | None = None
         self.bias: Tensor | None = None
         self.in_features: int | None = None
@@ -114,6 +121,18 @@ class Dense(Module):
         y = F.dense(x, self.kernel, self.bias)
         return y if self.activation is None else self.activation(y)
 
+    def config_value(self, name: str) -> Any:
+        """As Module's, but the activation by its name, as Keras ("linear" for None)."""
+        if name != "activation":
+            return super().config_value(name)
+        for key, function in ACTIVATIONS.items():
+            if self.activation is function:
+                return key
+        raise TypeError(
+            f"Dense.get_config: argument 'activation': cannot serialize {self.activation!r}; a config "
+            f"can hold only one of minigrad's activations, by name: {', '.join(ACTIVATIONS)}"
+        )
+
     def extra_repr(self) -> str:
         return f"units={self.units}, in_features={self.in_features}, use_bias={self.use_bias}"
 
@@ -137,6 +156,9 @@ class Sequential(Module):
 
     A `training` argument given to the call is passed to every layer; left as None, each
     layer follows its own mode (which train() and eval() set for all of them).
+
+    get_config() holds each layer's as {"module": "minigrad.nn", "class_name": "Dense",
+    "config": {...}, "registered_name": None} under "layers", as Keras's Sequential does.
     """
 
     def __init__(self, *layers: Module, **kwargs: Any) -> None:
@@ -172,6 +194,34 @@ class Sequential(Module):
         for layer in self.layers:
             x = layer(x, training=training)
         return x
+
+    def get_config(self) -> dict[str, Any]:
+        """{"layers": [each layer's class name and config], "dtype": ..., "trainable": ...}; a
+        layer that is not one of minigrad.nn's is a TypeError (from_config could not find it)."""
+        layers = []
+        for index, layer in enumerate(self.layers):
+            try:
+                layers.append(configs.serialize_layer(layer))
+            except TypeError as error:
+                raise TypeError(f"Sequential.get_config: layer {index}: {error}") from None
+        own = {name: self.config_value(name) for name in configs.constructor_arguments(Module, Module)}
+        return {"layers": layers, **own}
+
+    @classmethod
+    def from_config(cls, config: Any) -> Sequential:
+        """A new Sequential from get_config()'s dict, each layer rebuilt by its class name
+        (minigrad.nn's layers only); a bad entry is an error naming its index. Another key
+        the constructor does not take is the TypeError of a misspelt keyword."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers", []), list):
+            raise ValueError(f"Sequential.from_config: expected a dict with a list under 'layers', "
+                             f"got {config!r:.80}")
+        layers = []
+        for index, entry in enumerate(config.get("layers", [])):
+            try:
+                layers.append(configs.deserialize_layer(entry))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"Sequential.from_config: layer {index}: {error}") from None
+        return cls(layers, **{name: value for name, value in config.items() if name != "layers"})
 
     def __getitem__(self, index: int) -> Module:
         return self.layers[index]

@@ -12,6 +12,7 @@ add_weight() and both part of the saved state:
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import os
@@ -20,6 +21,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from minigrad import backend
+from minigrad.nn import config as configs
 from minigrad.nn import constraints, initializers, regularizers, state
 from minigrad.tensor import Tensor
 
@@ -297,6 +299,33 @@ class Module:
             if weight.grad is not None:
                 weight.grad = Tensor._make(backend.to_backend(weight.grad.data, name))
         return self
+
+    # ---- configs ------------------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument by name, as Keras's get_config(): the layer's own and
+        Module's dtype (a name, "float32") and trainable, so that
+        type(layer).from_config(layer.get_config()) is an equal layer, unbuilt.
+
+        Each argument is read by config_value(name), from the attribute of the same name;
+        initializers, regularizers and constraints become Keras 3's dicts (see
+        minigrad.nn.config). An argument with no such attribute, or holding a callable that is
+        not one of minigrad's, is an error naming the layer and the argument.
+        """
+        return {name: self.config_value(name) for name in configs.constructor_arguments(type(self), Module)}
+
+    def config_value(self, name: str) -> Any:
+        """Constructor argument `name` as get_config() holds it; override it for an argument
+        stored under another name or in another form (and call super() for the others)."""
+        return configs.argument_value(self, name)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Module:
+        """A new, unbuilt layer from get_config()'s dict: cls(**config). A key the layer does
+        not take is the TypeError of a misspelt keyword, naming the closest valid one."""
+        if not isinstance(config, Mapping):
+            raise TypeError(f"{cls.__name__}.from_config: expected a dict, got {config!r:.80}")
+        return cls(**{name: copy.deepcopy(value) for name, value in config.items()})
 
     # ---- printing -----------------------------------------------------------------------------
 

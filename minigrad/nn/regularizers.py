@@ -1,8 +1,9 @@
-"""Weight penalties, by their Keras names or as callables, added to the loss by training.
+"""Weight penalties, by their Keras names, as config dicts or as callables, added to the loss.
 
 A regularizer maps a weight tensor to a scalar tensor in the graph; `model.regularization_loss()`
 sums them over the model's trainable weights, and the training loop adds that to the loss, so
-the penalty's gradient reaches the weights through backward().
+the penalty's gradient reaches the weights through backward(). serialize() gives Keras 3's
+dict form, which get() takes back.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _factor(value: float, name: str) -> float:
     return float(value)
 
 
-class L1L2:
+class L1L2(identifiers.Configurable):
     """l1 * sum(|w|) + l2 * sum(w^2)."""
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
@@ -59,7 +60,23 @@ class L2(L1L2):
 
 BY_NAME: dict[str, type] = {"l1": L1, "l2": L2, "l1_l2": L1L2}
 
+# Our classes by class name: what a config dict's "class_name" may be.
+CLASSES: dict[str, type] = {cls.__name__: cls for cls in (L1L2, L1, L2)}
 
-def get(identifier: str | Regularizer | None) -> Regularizer | None:
-    """A regularizer from None, a Keras name ("l1", "l2", "l1_l2") or a callable(weight)."""
-    return identifiers.resolve(identifier, BY_NAME, "regularizer", "callable(weight) -> scalar tensor")
+_MODULES = (__name__, "keras.regularizers")  # a config dict's "module": ours, or Keras's
+
+
+def get(identifier: str | dict | Regularizer | None) -> Regularizer | None:
+    """A regularizer from None, a Keras name ("l1", "l2", "l1_l2"), a config dict as
+    serialize() returns, or a callable(weight)."""
+    return identifiers.resolve(identifier, BY_NAME, "regularizer", "callable(weight) -> scalar tensor",
+                               classes=CLASSES, modules=_MODULES)
+
+
+def serialize(regularizer: str | dict | Regularizer | None) -> dict | None:
+    """None for None, else Keras 3's form of one of our regularizers (or of a name or a dict
+    for one): {"module", "class_name", "config", "registered_name"}. Any other callable is a
+    TypeError."""
+    regularizer = get(regularizer)
+    return None if regularizer is None else identifiers.serialize(
+        regularizer, CLASSES, __name__, "regularizer")
