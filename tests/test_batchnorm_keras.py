@@ -26,9 +26,12 @@ def make_pair(shape, seed=0, **options):
     ours.build(shape)
     rng = np.random.default_rng(seed)
     features = shape[options.get("axis", -1)]
+    variance = rng.uniform(0.5, 2.0, features)
     values = {
         "gamma": rng.uniform(0.5, 1.5, features), "beta": rng.normal(size=features),
-        "moving_mean": rng.normal(size=features), "moving_variance": rng.uniform(0.5, 2.0, features),
+        "moving_mean": rng.normal(size=features), "moving_variance": variance,
+        "moving_stddev": np.sqrt(variance), "renorm_mean": rng.normal(size=features) * 0.5,
+        "renorm_stddev": rng.uniform(0.5, 2.0, features),
     }
     for name, value in values.items():
         variable = getattr(reference, name, None)

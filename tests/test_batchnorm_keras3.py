@@ -10,39 +10,11 @@ import pytest
 
 import keras  # noqa: E402  (conftest set KERAS_BACKEND=numpy first)
 import minigrad as mg
+from test_batchnorm_keras import batches, make_pair
 
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)
 RENORM_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance", "moving_stddev", "renorm_mean",
                   "renorm_stddev")
-
-
-def make_pair(shape, seed=0, **options):
-    """A Keras layer and a minigrad layer with identical, non-trivial starting weights."""
-    reference = keras.layers.BatchNormalization(**options)
-    reference.build(shape)
-    ours = mg.nn.BatchNorm(**options)
-    ours.build(shape)
-    rng = np.random.default_rng(seed)
-    features = shape[options.get("axis", -1)]
-    variance = rng.uniform(0.5, 2.0, features)
-    values = {
-        "gamma": rng.uniform(0.5, 1.5, features), "beta": rng.normal(size=features),
-        "moving_mean": rng.normal(size=features), "moving_variance": variance,
-        "moving_stddev": np.sqrt(variance), "renorm_mean": rng.normal(size=features) * 0.5,
-        "renorm_stddev": rng.uniform(0.5, 2.0, features),
-    }
-    for name, value in values.items():
-        variable = getattr(reference, name, None)
-        if variable is not None:
-            variable.assign(value.astype(np.float32))
-            getattr(ours, name).data[...] = value.astype(np.float32)
-    return reference, ours
-
-
-def batches(shape, count, seed=1):
-    rng = np.random.default_rng(seed)
-    return [(rng.normal(size=shape) * rng.uniform(0.5, 3.0) + rng.normal()).astype(np.float32)
-            for _ in range(count)]
 
 
 def assert_same_weights(reference, ours, names, step):
