@@ -157,14 +157,15 @@ def train_paper_mlp(job: dict) -> Any:
     """One training run of lesson 7, for run_parallel: the paper's network on the digits.
 
     job holds paper_mlp's arguments (activation, batch_norm, and any of bn_momentum,
-    kernel_initializer) and fit's (learning_rate, steps, seed, eval_every, log_path, ...).
-    Returns fit's History.
+    kernel_initializer, bn_options) and fit's (learning_rate, steps, seed, eval_every,
+    log_path, batch_size, classes_per_batch, ...). Returns fit's History.
     """
     from minigrad.training import fit, paper_mlp
 
     job = dict(job)
     model = paper_mlp(job.pop("activation"), job.pop("batch_norm"),
-                      **{key: job.pop(key) for key in ("bn_momentum", "kernel_initializer") if key in job})
+                      **{key: job.pop(key) for key in ("bn_momentum", "kernel_initializer", "bn_options")
+                         if key in job})
     return fit(model, _digits(), **job)
 
 

@@ -1,4 +1,4 @@
-"""The paper's MNIST network and an SGD training loop, shared by lessons 7, 8, 9 and 10.
+"""The paper's MNIST network and an SGD training loop, shared by lessons 7 to 11.
 
     model = paper_mlp("sigmoid", batch_norm=True)
     history = fit(model, mg.data.load_digits(), learning_rate=0.5, steps=1000)
@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -35,7 +35,8 @@ ACTIVATION_LAYERS = {"relu": ReLU, "sigmoid": Sigmoid}
 
 
 def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: tuple[int, ...] = (100, 100, 100),
-              classes: int = 10, bn_momentum: float = 0.9, kernel_initializer: Any = None) -> Sequential:
+              classes: int = 10, bn_momentum: float = 0.9, kernel_initializer: Any = None,
+              bn_options: dict | None = None) -> Sequential:
     """The paper's MNIST network: Dense -> [BatchNorm] -> activation per hidden layer, then logits.
 
     Each hidden layer computes activation(BN(x @ kernel)) with BatchNorm, or
@@ -53,6 +54,9 @@ def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: 
             Default 0.9.
         kernel_initializer: the initializer of every kernel. Default None: small Gaussians,
             RandomNormal(stddev=0.05), Keras's random_normal.
+        bn_options: more keyword arguments for each BatchNorm, e.g. dict(renorm=True,
+            renorm_clipping={"rmax": 3, "dmax": 5}) for Batch Renormalization (lesson 11).
+            Give the momentum as bn_momentum, not here. Default None: none.
 
     Returns:
         An unbuilt Sequential: its weights are created on its first call (or by fit()), a
@@ -69,18 +73,74 @@ def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: 
         >>> model.build((None, 64))
         >>> model[0].kernel.shape, model[-1].kernel.shape, model[-1].bias.shape
         ((64, 16), (16, 3), (3,))
+        >>> renorm = paper_mlp("relu", batch_norm=True, bn_options=dict(renorm=True, renorm_momentum=0.9))
+        >>> renorm[1].renorm, renorm[1].renorm_momentum, renorm[1].momentum
+        (True, 0.9, 0.9)
     """
     if activation not in ACTIVATION_LAYERS:
         raise ValueError(f"paper_mlp: activation must be one of {sorted(ACTIVATION_LAYERS)}, got {activation!r}")
+    bn_options = dict(bn_options or {})
+    if "momentum" in bn_options:
+        raise ValueError("paper_mlp: give BatchNorm's momentum as bn_momentum, not in bn_options")
+    if bn_options and not batch_norm:
+        raise ValueError("paper_mlp: bn_options configure the BatchNorm layers, so they need batch_norm=True")
     initializer = RandomNormal(stddev=0.05) if kernel_initializer is None else kernel_initializer
     model = Sequential()
     for units in hidden:
         model.add(Dense(units, use_bias=not batch_norm, kernel_initializer=initializer))
         if batch_norm:
-            model.add(BatchNorm(momentum=bn_momentum))
+            model.add(BatchNorm(momentum=bn_momentum, **bn_options))
         model.add(ACTIVATION_LAYERS[activation]())
     model.add(Dense(classes, kernel_initializer=initializer))
     return model
+
+
+class ClassBatches:
+    """Non-i.i.d. mini-batches: each batch holds batch_size / classes_per_batch samples of each
+    of `classes_per_batch` classes, chosen at random per batch (lesson 11).
+
+    Iterate once per epoch, as Batches: an epoch has len(x) // batch_size batches. Within a
+    class the samples come in a shuffled order that starts again once all have been used, so
+    within a class every sample is seen about equally often (and each class about equally
+    often: balanced data gives balanced epochs). Seeded once with `seed`, so a run reproduces.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, classes_per_batch: int = 2,
+                 seed: int = 0) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"ClassBatches: x has {len(x)} samples but y has {len(y)}")
+        self.labels = np.unique(y)
+        for name, value in (("batch_size", batch_size), ("classes_per_batch", classes_per_batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ClassBatches: {name} must be a positive int, got {value!r}")
+        if classes_per_batch > len(self.labels) or batch_size % classes_per_batch or batch_size > len(x):
+            raise ValueError(
+                f"ClassBatches: batch_size {batch_size} must be a multiple of classes_per_batch "
+                f"{classes_per_batch}, which must be at most the {len(self.labels)} classes, and the "
+                f"batch at most the {len(x)} samples"
+            )
+        self.x, self.y, self.batch_size, self.classes_per_batch = x, y, batch_size, classes_per_batch
+        self.rng = np.random.default_rng(seed)
+        self.members = [np.flatnonzero(y == label) for label in self.labels]
+        self.queues: list[list[int]] = [[] for _ in self.labels]
+
+    def __len__(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def _take(self, k: int, count: int) -> list[int]:
+        taken: list[int] = []
+        while len(taken) < count:
+            if not self.queues[k]:
+                self.queues[k] = list(self.rng.permutation(self.members[k]))
+            taken.append(self.queues[k].pop())
+        return taken
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        per_class = self.batch_size // self.classes_per_batch
+        for _ in range(len(self)):
+            classes = self.rng.choice(len(self.labels), size=self.classes_per_batch, replace=False)
+            chosen = np.concatenate([self._take(int(k), per_class) for k in classes])
+            yield self.x[chosen], self.y[chosen]
 
 
 def accuracy(model: Module, x: Any, y: Any) -> float:
@@ -114,7 +174,8 @@ class History:
 def fit(model: Module, data: tuple, *, learning_rate: float | None = None, steps: int, batch_size: int = 60,
         seed: int = 0, eval_every: int = 20, log_path: str | os.PathLike | None = None,
         on_evaluate: Callable[[int, History], None] | None = None, momentum: float = 0.0,
-        nesterov: bool = False, weight_decay: float = 0.0, lr: float | None = None) -> History:
+        nesterov: bool = False, weight_decay: float = 0.0, lr: float | None = None,
+        classes_per_batch: int | None = None) -> History:
     """Train `model` with SGD on softmax cross-entropy for `steps` mini-batches.
 
     Each step draws a mini-batch (x, y), computes loss = softmax_cross_entropy(model(x), y)
@@ -140,6 +201,9 @@ def fit(model: Module, data: tuple, *, learning_rate: float | None = None, steps
         nesterov: SGD's Nesterov momentum (needs momentum > 0). Default False.
         weight_decay: SGD's L2 weight decay, >= 0. Default 0.0.
         lr: PyTorch's name for learning_rate, accepted too; give one of the two.
+        classes_per_batch: None draws i.i.d. shuffled batches (Batches). A number k draws
+            non-i.i.d. ones: each batch holds batch_size / k samples of each of k classes
+            chosen at random (ClassBatches). Default None.
 
     Returns:
         A History: per record, the step, the mean training loss since the last record (nan
@@ -168,7 +232,10 @@ def fit(model: Module, data: tuple, *, learning_rate: float | None = None, steps
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"fit: eval_every must be a positive int, got {eval_every!r}")
     x_train, y_train, x_test, y_test = data
-    batches = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
+    if classes_per_batch is None:
+        batches: Any = Batches(x_train, y_train, batch_size, shuffle=True, seed=seed)
+    else:
+        batches = ClassBatches(x_train, y_train, batch_size, classes_per_batch, seed=seed)
     backend = get_backend()
     # Accuracy on the whole training set each time would cost more than training; a fixed
     # slice of the same size as the test set shows the train/test gap just as well.

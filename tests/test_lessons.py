@@ -19,8 +19,10 @@ PLOTS = {
     "06_moving_averages": ["lesson06_moving_averages.png"],
     "07_training_with_and_without_bn": ["lesson07_test_accuracy.png", "lesson07_momentum_warmup.png"],
     "08_internal_covariate_shift": ["lesson08_sigmoid_input_percentiles.png"],
+    "11_small_batches_and_renorm": ["lesson11_batch_size.png", "lesson11_statistics.png", "lesson11_non_iid.png"],
 }
-RUN_LOGS = {"07_training_with_and_without_bn": "lesson07", "08_internal_covariate_shift": "lesson08"}
+RUN_LOGS = {"07_training_with_and_without_bn": "lesson07", "08_internal_covariate_shift": "lesson08",
+            "11_small_batches_and_renorm": "lesson11"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -196,3 +198,17 @@ def test_a_job_that_raises_in_a_worker_reaches_the_caller(tmp_path, ends_if_it_h
     assert next(results).step[-1] == 2
     with pytest.raises(ValueError, match="activation must be one of .*got 'nope'"):
         next(results)
+
+
+def test_train_paper_mlp_takes_lesson_11_jobs(tmp_path):
+    """Lesson 11's jobs: BatchNorm options (renorm) and non-i.i.d. batches pass through."""
+    from minigrad import lesson
+
+    job = dict(activation="relu", batch_norm=True, bn_momentum=0.99, learning_rate=0.1, steps=6, batch_size=4,
+               classes_per_batch=2, seed=0, eval_every=3, log_path=tmp_path / "renorm.csv",
+               bn_options=dict(renorm=True, renorm_clipping={"rmax": 3, "dmax": 5}))
+    history = lesson.train_paper_mlp(job)
+    assert history.step == [0, 3, 6] and not history.diverged
+    assert read_run(tmp_path / "renorm.csv")["step"] == [0.0, 3.0, 6.0]
+    plain = lesson.train_paper_mlp(dict(job, bn_options=None, log_path=None))
+    assert plain.loss[1:] != history.loss[1:]

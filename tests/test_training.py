@@ -202,3 +202,95 @@ def test_bad_options_are_named_and_touch_neither_the_model_nor_the_seed(tmp_path
     assert not model.built
     np.testing.assert_array_equal(mg.randn(3).numpy(), expected)  # fit did not reseed
     assert not (tmp_path / "run.csv").exists()
+
+
+# ---- lesson 11: BatchNorm's options, and non-i.i.d. batches ---------------------------------
+
+def test_paper_mlp_passes_bn_options_to_each_batchnorm():
+    clipping = {"rmax": 3, "dmax": 5}
+    model = paper_mlp("relu", batch_norm=True, bn_momentum=0.95,
+                      bn_options=dict(renorm=True, renorm_clipping=clipping, renorm_momentum=0.9))
+    layers = [layer for layer in model if isinstance(layer, BatchNorm)]
+    assert len(layers) == 3
+    for layer in layers:
+        assert layer.renorm and layer.renorm_clipping == clipping and layer.renorm_momentum == 0.9
+        assert layer.momentum == 0.95
+    assert layers[0].renorm_clipping is not layers[1].renorm_clipping  # each layer holds its own
+    assert not paper_mlp("relu", batch_norm=True)[1].renorm  # unchanged without bn_options
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(batch_norm=True, bn_options=dict(momentum=0.5)), "give BatchNorm's momentum as bn_momentum"),
+    (dict(batch_norm=False, bn_options=dict(renorm=True)), "bn_options .* need batch_norm=True"),
+])
+def test_paper_mlp_refuses_misplaced_bn_options(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        paper_mlp("relu", **arguments)
+
+
+def ten_classes(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(10), n // 10)
+    return rng.normal(size=(n, 3)).astype(np.float32) + y[:, None], y
+
+
+@pytest.mark.parametrize("batch_size, k", [(8, 2), (2, 2), (6, 3), (10, 1)])
+def test_class_batches_draw_each_batch_from_k_classes_equally(batch_size, k):
+    from minigrad.training import ClassBatches
+
+    x, y = ten_classes()
+    batches = ClassBatches(x, y, batch_size, classes_per_batch=k, seed=1)
+    assert len(batches) == len(x) // batch_size
+    seen = np.zeros(len(x), dtype=int)
+    for _ in range(4):  # epochs
+        drawn = list(batches)
+        assert len(drawn) == len(batches)
+        for xb, yb in drawn:
+            labels, counts = np.unique(yb, return_counts=True)
+            assert len(labels) == k and (counts == batch_size // k).all()
+            rows = [int(np.flatnonzero((x == row).all(axis=1))[0]) for row in xb]
+            assert (y[rows] == yb).all()  # x and y stay paired
+            seen[rows] += 1
+    assert seen.min() >= 1, "within a class every sample is used before any repeats"
+
+
+def test_class_batches_reproduce_with_a_seed_and_differ_with_another():
+    from minigrad.training import ClassBatches
+
+    x, y = ten_classes()
+
+    def labels(seed):
+        return [tuple(yb) for _, yb in ClassBatches(x, y, 4, 2, seed=seed)]
+
+    assert labels(3) == labels(3) and labels(3) != labels(4)
+
+
+@pytest.mark.parametrize("batch_size, k", [(5, 2), (4, 11), (0, 1), (4, 0), (400, 2)])
+def test_class_batches_refuse_sizes_that_cannot_be_split(batch_size, k):
+    from minigrad.training import ClassBatches
+
+    with pytest.raises(ValueError, match="ClassBatches"):
+        ClassBatches(*ten_classes(), batch_size, k)
+
+
+def test_fit_with_classes_per_batch_trains_on_class_batches():
+    from minigrad.training import ClassBatches
+
+    x, y = ten_classes()
+    data = (x, y, x[:50], y[:50])
+    model = paper_mlp("relu", batch_norm=True, hidden=(8,), classes=10)
+    fit(model, data, learning_rate=0.1, steps=12, batch_size=4, classes_per_batch=2, seed=2, eval_every=6)
+    mg.manual_seed(2)  # the same run written out
+    expected = paper_mlp("relu", batch_norm=True, hidden=(8,), classes=10)
+    expected.build((None, 3))
+    optimizer = mg.optim.SGD(expected.parameters(), learning_rate=0.1)
+    for step, (xb, yb) in zip(range(12), ClassBatches(x, y, 4, 2, seed=2)):
+        loss = F.softmax_cross_entropy(expected(mg.Tensor(xb), training=True), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, expected.state_dict()[name], err_msg=name)
+    shuffled = paper_mlp("relu", batch_norm=True, hidden=(8,), classes=10)
+    fit(shuffled, data, learning_rate=0.1, steps=12, batch_size=4, seed=2, eval_every=6)
+    assert not np.array_equal(shuffled.state_dict()["0.kernel"], model.state_dict()["0.kernel"])
