@@ -101,8 +101,11 @@ class BatchNorm(Module):
             rmin or dmax < 0 are errors, as in Keras. None means {} (no clipping); the paper
             starts at rmax=1, dmax=0 (plain BatchNorm) and relaxes them. Default None.
         renorm_momentum: the weight of the old renorm_mean and renorm_stddev. Default 0.99.
-        synchronized: Keras's switch for statistics over every process's part of the batch. In
-            one process it computes exactly what False does. Default False.
+        synchronized: Keras's switch (PyTorch's SyncBatchNorm): in training, the statistics
+            of every process's part of the batch, once minigrad.distributed.init() has joined
+            several processes under mpiexec; dl/dx is then the gradient of the sum of all
+            processes' losses. In one process it computes exactly what False does. A mask
+            cannot be combined with it across processes. Default False.
         unbiased: feed Eq. 6 the unbiased batch variance m/(m-1) * sigma_B^2 (Eq. 4's
             correction, PyTorch's convention) instead of the biased one (Keras's). The output
             is normalized with the biased one either way. Keyword only. Default False.
@@ -216,9 +219,10 @@ class BatchNorm(Module):
         self.renorm = renorm
         self.renorm_clipping = renorm_clipping  # as Keras: {} when renorm is on and none was given
         self.renorm_momentum = renorm_momentum
-        # Accepted for Keras's signature. In one process the statistics are the process's own,
-        # so it computes exactly what synchronized=False does; across processes the per-channel
-        # count, sum and squared deviations are combined in minigrad.ops.batch_norm.combine_moments.
+        # In one process the statistics are the process's own, so it computes exactly what
+        # synchronized=False does. After minigrad.distributed.init() on several processes, the
+        # per-channel count, sum and squared deviations of every process's rows are combined in
+        # minigrad.ops.batch_norm.combine_moments (minigrad.ops.batch_norm_sync).
         self.synchronized = synchronized
         self.unbiased = unbiased
         self.track_running_stats = track_running_stats
@@ -314,7 +318,7 @@ class BatchNorm(Module):
             self.moving_variance if use_moving else None,
             training=batch_statistics, axis=self.axis, momentum=0.0 if momentum is None else momentum,
             epsilon=self.epsilon, unbiased=self.unbiased, mask=mask if batch_statistics else None,
-            renorm=renorm,
+            renorm=renorm, synchronized=self.synchronized,
         )
         if update:
             self.num_batches_tracked.data += 1

@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minigrad import backend, ops
+from minigrad import backend, distributed, ops
 from minigrad.autograd import no_grad
-from minigrad.ops import batch_norm as reference, batch_norm_fast as fast
+from minigrad.ops import batch_norm as reference, batch_norm_fast as fast, batch_norm_sync as sync
 from minigrad.tensor import Tensor
 
 # Each form trains with the same equations; they differ in the code that runs (see batch_norm).
@@ -153,6 +153,7 @@ def batch_norm(
     form: str | None = None,
     mask: Any = None,
     renorm: Renorm | None = None,
+    synchronized: bool = False,
 ) -> Tensor:
     """Batch Normalization of x along feature axis `axis`, statistics over every other axis.
 
@@ -169,6 +170,9 @@ def batch_norm(
     positions where it is False are left out of the batch mean and variance (whose count then
     gets MASK_EPSILON, so a fully masked batch gives 0 and 0), and every position is still
     normalized. renorm: Batch Renormalization (see Renorm and the layer's docstring).
+    synchronized=True, once minigrad.distributed.init() has joined several processes, takes the
+    training statistics over every process's rows (BatchNormSync, minigrad.ops.batch_norm_sync,
+    whatever the form); in a world of one it changes nothing.
 
     form picks the implementation of training mode; all give the same values and derivatives:
         "fast"         BatchNormFast (minigrad.ops.batch_norm_fast): the fast kernels forward
@@ -184,7 +188,8 @@ def batch_norm(
     """
     feature_axes = _feature_axes(axis, x.shape)
     mask = None if mask is None else _mask_weights(mask, x)
-    options = dict(training=training, momentum=momentum, epsilon=epsilon, unbiased=unbiased, form=form)
+    options = dict(training=training, momentum=momentum, epsilon=epsilon, unbiased=unbiased, form=form,
+                   synchronized=bool(synchronized) and distributed.world_size() > 1)
     if len(feature_axes) > 1:
         return _over_merged_axes(x, feature_axes, mask, gamma, beta, moving_mean, moving_variance, renorm,
                                  **options)
@@ -193,7 +198,8 @@ def batch_norm(
 
 def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mean: Tensor | None,
                 moving_variance: Tensor | None, feature_axis: int, mask: Tensor | None, renorm: Renorm | None,
-                *, training: bool, momentum: float, epsilon: float, unbiased: bool, form: str | None) -> Tensor:
+                *, training: bool, momentum: float, epsilon: float, unbiased: bool, form: str | None,
+                synchronized: bool) -> Tensor:
     """batch_norm on one feature axis (non-negative), with the mask (if any) in x's shape."""
     axis = feature_axis
     channels = x.shape[feature_axis]
@@ -218,8 +224,11 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
             "batch_norm: unbiased=True (PyTorch's convention) cannot be combined with a mask or "
             "renorm, which follow Keras's biased statistics"
         )
+    if synchronized and mask is not None:
+        raise ValueError("batch_norm: a mask cannot be combined with synchronized statistics across "
+                         "processes yet; pass the mask or synchronized=True, not both")
     count = math.prod(x.shape[i] for i in axes)
-    if training and count < 2 and mask is None:
+    if training and count < 2 and mask is None and not synchronized:  # synchronized: the global m counts
         raise ValueError(
             f"batch_norm: batch statistics need more than one value per channel when "
             f"training; input shape {x.shape} with feature axis {axis} has {count}"
@@ -251,6 +260,10 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
         weights = mask.astype(compute_dtype)
         y, mean, variance = reference.masked_batch_norm(x_compute, weights, gamma_t, beta_t, axes, epsilon)
         mean, variance = mean.data, variance.data
+    elif synchronized:  # statistics over every process's rows
+        fn = sync.BatchNormSync(axes, epsilon, gamma_t is not None, beta_t is not None)
+        y = fn.apply(x_compute, *[w for w in (gamma_t, beta_t) if w is not None])
+        mean, variance, count = fn.mean, fn.variance, fn.count
     elif form == "composite":
         y, mean, variance = reference.batch_norm_composite(x_compute, gamma_t, beta_t, axes, epsilon)
         mean, variance = mean.data, variance.data

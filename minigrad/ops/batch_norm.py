@@ -224,24 +224,26 @@ def channel_sums(x: Tensor, weights: Tensor, axes: tuple[int, ...]) -> tuple[Ten
     return count, total, (deviation * deviation).sum(axis=axes, keepdims=True)
 
 
-def combine_moments(parts: list[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+def combine_moments(parts: list[tuple[Any, Any, Any]], epsilon: float = MASK_EPSILON) -> tuple[Any, Any]:
     """Eq. 2 and Eq. 3a from the channel_sums of several parts of one batch: (mean, variance).
 
-    The one place where parts are combined: a single process passes one part; synchronized
-    BatchNorm on several processes passes every process's part. The squared deviations are
-    combined about the overall mean (Chan, Golub and LeVeque's pairwise rule), never as
-    E[x^2] - E[x]^2, which cancels catastrophically. As in Keras, the count gets MASK_EPSILON:
-    a part with nothing unmasked adds nothing, and a fully masked batch gives 0 and 0.
+    The one place where parts are combined: a single process passes one part (masks);
+    synchronized BatchNorm on several processes passes every process's part (arrays, float64,
+    minigrad.ops.batch_norm_sync). The squared deviations are combined about the overall mean
+    (Chan, Golub and LeVeque's pairwise rule), never as E[x^2] - E[x]^2, which cancels
+    catastrophically. epsilon is added to each count: Keras's MASK_EPSILON for masks, so that
+    a fully masked batch gives 0 and 0; 0 for exact statistics (give only parts with values).
+    Works on Tensors (differentiated by the engine) and on arrays alike.
     """
     count = sum(part[0] for part in parts)
-    mean = sum(part[1] for part in parts) / (count + MASK_EPSILON)  # Eq. 2
+    mean = sum(part[1] for part in parts) / (count + epsilon)  # Eq. 2
     squared = 0.0
     for part_count, part_total, part_squared in parts:
         # Moving a part's squared deviations from its own mean to the overall mean adds
         # count * (its mean - overall mean)^2 (zero for a single part).
-        shift = part_total / (part_count + MASK_EPSILON) - mean
+        shift = part_total / (part_count + epsilon) - mean
         squared = squared + part_squared + part_count * shift * shift
-    return mean, squared / (count + MASK_EPSILON)  # Eq. 3a, biased
+    return mean, squared / (count + epsilon)  # Eq. 3a, biased
 
 
 def masked_batch_norm(x: Tensor, weights: Tensor, gamma: Tensor | None, beta: Tensor | None,

@@ -1,0 +1,92 @@
+"""Synchronized BatchNorm: the training transform over the union of every rank's rows.
+
+With data parallelism each rank holds only its part of the batch. BatchNormSync makes each
+rank normalize its rows exactly as one process would normalize the whole batch:
+
+forward   each rank sums its rows per channel: count, sum and squared deviations from its own
+          mean, in float64. The ranks gather all three (one message) and every rank combines
+          them identically with combine_moments (minigrad.ops.batch_norm): the global mu_B and
+          biased sigma_B^2, exact in float64 and bitwise the same on every rank. A rank with no
+          rows adds nothing.
+backward  dl/dx_i = gamma inv_std (g_i - sum(g)/M - (x_i - mu) inv_std^2 sum(g (x - mu))/M),
+          the fast kernel's formula with the two sums and M taken over every rank (one
+          all-reduce of 2 values per channel). So dl/dx is the gradient of the sum of all
+          ranks' losses, as in PyTorch's SyncBatchNorm; dl/dgamma and dl/dbeta are this rank's
+          own sums, and distributed.average_gradients then gives the gradient of the mean loss.
+
+Only first derivatives: the collectives record no graph, so create_graph=True is an error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend, distributed
+from minigrad.autograd import is_grad_enabled
+from minigrad.ops import batch_norm as reference, batch_norm_fast as fast
+from minigrad.tensor import Tensor
+
+WHAT = "BatchNorm(synchronized=True)"
+
+
+def three_axes(a: Any, feature_axis: int) -> Any:
+    """a as (before, C, after); unlike fast.three_axes, also for a rank with no rows."""
+    return a.reshape(math.prod(a.shape[:feature_axis]), a.shape[feature_axis], math.prod(a.shape[feature_axis + 1:]))
+
+
+class BatchNormSync(reference.BatchNormFunction):
+    """The training transform with statistics over every rank's rows (see the module docstring).
+
+    After forward, `mean` and `variance` (shape (1, C, 1), x's dtype) are the global batch
+    statistics, and `count` the global m, for the moving averages.
+    """
+
+    def forward(self, x, *affine):
+        gamma, beta = self._gamma_beta(affine)
+        xp = backend.get_array_module(x)
+        (self.feature_axis,) = set(range(x.ndim)) - set(self.axes)
+        x3 = three_axes(x, self.feature_axis)
+        local_count = x3.shape[0] * x3.shape[2]
+        total = x3.sum(axis=(0, 2), dtype=np.float64)
+        local_mean = total / max(local_count, 1)
+        deviation = x3.astype(np.float64) - local_mean.reshape(1, -1, 1)  # exact, in float64
+        squared = xp.einsum("icj,icj->c", deviation, deviation, dtype=np.float64)
+        counts = xp.full(total.shape, float(local_count))
+        parts = distributed.allgather(xp.stack([counts, total, squared]), WHAT)  # (ranks, 3, C)
+        mean, variance = reference.combine_moments([tuple(p) for p in parts if p[0, 0] > 0], epsilon=0.0)
+        self.count = int(parts[:, 0, 0].sum())
+        if self.count < 2:
+            raise ValueError(f"{WHAT}: batch statistics need more than one value per channel when "
+                             f"training; all ranks together hold {self.count}")
+        as_x = lambda a: backend.to_backend(a, backend.backend_of(x)).astype(x.dtype).reshape(1, -1, 1)  # noqa: E731
+        self.mean, self.variance = as_x(mean), as_x(variance)
+        self.centred = x3 - self.mean
+        self.inv_std = 1.0 / xp.sqrt(self.variance + self.epsilon)
+        scale = self.inv_std if gamma is None else self.inv_std * gamma.reshape(self.inv_std.shape)
+        y = fast.shift_and_scale(self.centred, scale, None if beta is None else beta.reshape(scale.shape))
+        return y.reshape(x.shape)
+
+    def backward(self, grad):
+        if is_grad_enabled():
+            raise RuntimeError(f"{WHAT} across processes has first derivatives only: its statistics "
+                               "come from collectives, which record no graph (create_graph=True)")
+        gamma, _ = self._gamma_beta(self.inputs[1:])
+        g3 = three_axes(grad.data, self.feature_axis)
+        xp = backend.get_array_module(g3)
+        sum_g = g3.sum(axis=(0, 2), dtype=np.float64)
+        sum_g_centred = xp.einsum("icj,icj->c", g3, self.centred, dtype=np.float64)
+        sums = distributed.allreduce_sum(xp.stack([sum_g, sum_g_centred]), WHAT + " backward")
+        as_g = lambda a: backend.to_backend(a, backend.backend_of(g3)).astype(g3.dtype).reshape(1, -1, 1)  # noqa: E731
+        global_g, global_g_centred = as_g(sums[0]), as_g(sums[1])
+        k = self.inv_std if gamma is None else gamma.data.reshape(self.inv_std.shape) * self.inv_std
+        d_x = fast.input_gradient(g3, self.centred, k, global_g / self.count,
+                                  self.inv_std * self.inv_std * global_g_centred / self.count)
+        grads = [d_x.reshape(grad.shape)]
+        if self.has_gamma:  # this rank's own sums: average_gradients adds the ranks' up
+            grads.append((as_g(sum_g_centred) * self.inv_std).reshape(gamma.shape))
+        if self.has_beta:
+            grads.append(as_g(sum_g).reshape(self.inputs[-1].shape))
+        return tuple(Tensor._make(g) for g in grads)

@@ -1,0 +1,107 @@
+"""minigrad.distributed and BatchNorm(synchronized=True) on real MPI: tests/mpi_checks.py under
+mpiexec -n 2 and -n 4, each job under a timeout, so that a hang fails the test instead of
+blocking the suite. Without the distributed extra (mpi4py, and mpich's mpiexec) they skip and
+say so; the test extra installs it, so CI runs them.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.distributed as dist
+
+ROOT = Path(__file__).parent.parent
+CHECKS = Path(__file__).parent / "mpi_checks.py"
+
+try:
+    import mpi4py  # noqa: F401
+    MPI_PROBLEM = None
+except ImportError:
+    MPI_PROBLEM = "mpi4py is not installed: pip install -e '.[distributed]'"
+MPIEXEC = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+if MPI_PROBLEM is None and MPIEXEC is None:
+    MPI_PROBLEM = "no mpiexec on PATH or beside this Python (the mpich wheel ships one)"
+needs_mpi = pytest.mark.skipif(MPI_PROBLEM is not None, reason=f"no MPI here: {MPI_PROBLEM}")
+
+
+def mpirun(ranks, *arguments, timeout=120):
+    """mpiexec -n ranks python tests/mpi_checks.py arguments..., one BLAS thread per rank."""
+    environment = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(CHECKS), *arguments],
+                          capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
+
+
+def assert_every_rank_ok(result, ranks, check):
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for r in range(ranks):
+        assert f"rank {r} ok: {check}" in output, output
+
+
+@needs_mpi
+@pytest.mark.parametrize("split", ["15,15,15,15", "10,20,15,15", "20,20,20,0"],
+                         ids=["even", "uneven", "a-rank-without-rows"])
+def test_synchronized_batchnorm_on_4_ranks_equals_one_process_on_the_whole_batch(split):
+    assert_every_rank_ok(mpirun(4, "batchnorm", split), 4, f"batchnorm {split}")
+
+
+@needs_mpi
+def test_synchronized_batchnorm_on_2_ranks():
+    assert_every_rank_ok(mpirun(2, "batchnorm", "25,35"), 2, "batchnorm 25,35")
+
+
+@needs_mpi
+@pytest.mark.parametrize("check", ["unbiased", "training", "broadcast", "mismatch", "create_graph", "shard"])
+def test_on_2_ranks(check):
+    assert_every_rank_ok(mpirun(2, check), 2, check)
+
+
+@needs_mpi
+def test_an_exception_on_one_rank_ends_the_whole_job_within_seconds():
+    # Rank 0 waits in a barrier rank 1 never reaches: without init()'s excepthook calling
+    # MPI_Abort this job would hang until the timeout.
+    result = mpirun(2, "crash", timeout=30)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "rank 1 fails on purpose" in output and "MPI_Abort" in output, output
+    assert "passed a barrier" not in output
+
+
+@needs_mpi
+def test_without_mpiexec_init_gives_a_world_of_one():
+    code = ("import minigrad.distributed as d; n = d.init(); "
+            "print(n, d.rank(), d.world_size(), d.communicator() is None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["1", "0", "1", "True"], result.stdout + result.stderr
+
+
+def test_import_minigrad_never_imports_mpi4py():
+    code = "import sys, minigrad, minigrad.distributed; print('mpi4py' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stdout + result.stderr
+
+
+def test_in_a_world_of_one_the_helpers_change_nothing():
+    assert dist.world_size() == 1 and dist.rank() == 0
+    x, y = np.arange(10.0).reshape(5, 2), np.arange(5)
+    xs, ys = dist.shard(x, y)
+    assert (xs == x).all() and (ys == y).all() and dist.rank_rows(5) == slice(0, 5)
+    weight = mg.Tensor(np.ones(3), requires_grad=True)
+    weight.grad = mg.Tensor(np.full(3, 2.0))
+    dist.average_gradients([weight])
+    assert (weight.grad.numpy() == 2.0).all()
+    layers = [mg.nn.BatchNorm(synchronized=flag, dtype="float64") for flag in (False, True)]
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    outputs = [layer(mg.Tensor(x), training=True).numpy() for layer in layers]
+    assert (outputs[0] == outputs[1]).all()
+
+
+def test_shard_refuses_arrays_of_different_lengths():
+    with pytest.raises(ValueError, match="same length, got \\[3, 4\\]"):
+        dist.shard(np.zeros(3), np.zeros(4))
