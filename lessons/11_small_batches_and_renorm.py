@@ -14,7 +14,9 @@
 #     y = gamma * (x_hat * r + d) + beta        r and d are constants to the gradient
 #
 # Unclipped, x_hat * r + d = (x - renorm_mean) / renorm_stddev: the layer then computes in
-# training the function it computes in inference. `mg.nn.BatchNorm(renorm=True, ...)` is
+# training the function it computes in inference, up to the difference between the renorm
+# statistics (renorm_momentum) and the moving ones inference uses (momentum); with equal
+# momenta, as here, the two are the same averages. `mg.nn.BatchNorm(renorm=True, ...)` is
 # Keras 3's layer; `renorm_correction` in minigrad/ops/batch_norm.py computes r and d.
 #
 # This lesson trains the paper's 3x100 ReLU network (lesson 7's, plain SGD at lr 0.1) on the

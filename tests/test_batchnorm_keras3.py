@@ -101,6 +101,12 @@ def test_renorm_weights_are_saved_and_loaded():
         np.testing.assert_array_equal(value, before[name])
 
 
+def test_renorm_clipping_values_must_be_numbers():
+    for bad in ("2", True, float("nan")):
+        with pytest.raises(ValueError, match="renorm_clipping\\['rmax'\\] must be a number or None"):
+            mg.nn.BatchNorm(renorm=True, renorm_clipping={"rmax": bad})
+
+
 @pytest.mark.parametrize("clipping, message", [
     (dict(rmax=2.0, dmin=0.1), "invalid keys for `renorm_clipping`.*dmin"),
     (dict(rmax=0.5, rmin=1.0), "rmax should be greater than rmin.*rmax=0.5, rmin=1.0"),
@@ -167,6 +173,19 @@ def test_masked_values_do_not_reach_the_statistics():
     assert np.abs(outputs[1][~mask]).min() > 100  # masked positions are normalized too
 
 
+@pytest.mark.parametrize("padding", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_in_masked_positions_reaches_nothing_as_in_keras(padding):
+    shape = (4, 6, 3)
+    reference, ours = make_pair(shape, momentum=0.5, renorm=True)
+    x, mask = batches(shape, 1)[0], masks(shape[:-1], 1)[0]
+    x[~mask] = padding
+    expected = np.asarray(reference(x, training=True, mask=mask))
+    got = ours(mg.Tensor(x), training=True, mask=mask).numpy()
+    np.testing.assert_allclose(got[mask], expected[mask], **TOLERANCE)
+    assert np.isfinite(got[mask]).all()
+    assert_same_weights(reference, ours, RENORM_WEIGHTS, 1)
+
+
 def test_a_fully_masked_batch_gives_zeros_not_nan_as_in_keras():
     shape = (4, 5, 3)
     reference, ours = make_pair(shape, momentum=0.5)
@@ -208,6 +227,16 @@ def test_a_mask_of_the_wrong_shape_is_refused_and_changes_nothing(mask, message)
         layer(x, training=True, mask=mask)
     for name, value in layer.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_the_mask_is_checked_in_inference_too_as_keras_checks_it():
+    layer = mg.nn.BatchNorm()
+    x = batches((8, 3, 2), 1)[0]
+    layer(mg.Tensor(x), training=True)
+    with pytest.raises(ValueError):
+        keras.layers.BatchNormalization()(x, training=False, mask=np.ones(5, bool))
+    with pytest.raises(ValueError, match="one axis fewer than the input"):
+        layer(mg.Tensor(x), training=False, mask=np.ones(5, bool))
 
 
 def test_only_batchnorm_takes_a_mask():

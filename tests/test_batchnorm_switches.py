@@ -88,6 +88,8 @@ def test_track_running_stats_matches_pytorch(turn_off_after_build):
 def test_renorm_needs_running_stats():
     with pytest.raises(ValueError, match="renorm=True .* track_running_stats=False"):
         mg.nn.BatchNorm(renorm=True, track_running_stats=False)
+    with pytest.raises(ValueError, match="renorm=True .*momentum=None"):  # Keras: float(None) fails too
+        mg.nn.BatchNorm(renorm=True, momentum=None)
     with pytest.raises(TypeError, match="track_running_stats must be True or False, got 'no'"):
         mg.nn.BatchNorm(track_running_stats="no")
 
@@ -151,12 +153,9 @@ def test_tuple_axis_normalizes_each_position_of_the_feature_axes(shape, axis):
     np.testing.assert_allclose(layer.moving_mean.numpy(), x.mean(axis=reduced), atol=1e-12)
     np.testing.assert_allclose(layer.moving_variance.numpy(), x.var(axis=reduced), atol=1e-12)
     layer.gamma.data[...] = normal(feature_shape, 10)
-    expected = ((x - x.mean(axis=reduced, keepdims=True)) / np.sqrt(x.var(axis=reduced, keepdims=True) + 1e-3)
-                * np.expand_dims(layer.gamma.numpy(), reduced))
-    np.testing.assert_allclose(layer(mg.Tensor(x), training=False).numpy(),
-                               ((x - np.expand_dims(x.mean(axis=reduced), reduced))
-                                / np.sqrt(np.expand_dims(x.var(axis=reduced), reduced) + 1e-3))
-                               * np.expand_dims(layer.gamma.numpy(), reduced), atol=1e-12)
+    # momentum 0: the moving statistics are this batch's, so inference and training agree here.
+    expected = batch_normalized(x, reduced, 1e-3) * np.expand_dims(layer.gamma.numpy(), reduced)
+    np.testing.assert_allclose(layer(mg.Tensor(x), training=False).numpy(), expected, atol=1e-12)
     np.testing.assert_allclose(layer(mg.Tensor(x), training=True).numpy(), expected, atol=1e-12)
 
 
@@ -175,6 +174,42 @@ def test_one_axis_in_a_tuple_is_that_axis():
 def test_bad_tuple_axes_are_refused(axis, error, message):
     with pytest.raises(error, match=message):
         mg.nn.BatchNorm(axis=axis)
+
+
+def test_a_tuple_axis_naming_one_axis_twice_is_refused_at_build():
+    layer = mg.nn.BatchNorm(axis=(2, -1))
+    with pytest.raises(ValueError, match="axis=\\(2, -1\\)\\) cannot be built .* named once"):
+        layer.build((2, 3, 4))
+    assert not layer.built and layer.state_dict() == {}
+
+
+def test_functional_tuple_axis_updates_moving_statistics_that_are_not_contiguous():
+    x = normal((6, 3, 4), 23)
+    moving_mean = mg.Tensor(np.zeros((4, 3)).T)  # a transposed view: reshape(-1) would copy it
+    moving_variance = mg.Tensor(np.ones((4, 3)).T)
+    F.batch_norm(mg.Tensor(x), None, None, moving_mean, moving_variance, axis=(1, 2), momentum=0.0)
+    np.testing.assert_allclose(moving_mean.numpy(), x.mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(moving_variance.numpy(), x.var(axis=0), atol=1e-12)
+    state = F.Renorm(mg.Tensor(np.zeros(12)), mg.Tensor(np.ones(12)), mg.Tensor(np.ones(12)))
+    with pytest.raises(ValueError, match="renorm_mean has shape \\(12,\\), expected \\(3, 4\\)"):
+        F.batch_norm(mg.Tensor(x), None, None, moving_mean, moving_variance, axis=(1, 2), renorm=state)
+
+
+def test_combine_moments_over_parts_equals_the_whole():
+    # Split a batch into uneven parts (one empty): combining their channel sums must give the
+    # whole batch's mean and biased variance, exactly as synchronized BatchNorm relies on.
+    x = normal((17, 3), 24) * 5 + 100  # a large mean, where E[x^2] - E[x]^2 would cancel
+    parts = []
+    for rows in (slice(0, 5), slice(5, 16), slice(16, 17)):
+        block = x[rows]
+        parts.append((np.full(3, float(len(block))), block.sum(axis=0),
+                      ((block - block.mean(axis=0)) ** 2).sum(axis=0)))
+    mean, variance = ops_bn.combine_moments(parts, epsilon=0.0)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(variance, x.var(axis=0), rtol=1e-12)
+    one_mean, one_variance = ops_bn.combine_moments(parts[:1], epsilon=0.0)
+    np.testing.assert_allclose(one_variance, x[:5].var(axis=0), rtol=1e-12)
+    assert np.abs(one_variance - variance).max() > 1  # the parts really differ
 
 
 def test_a_tuple_axis_that_leaves_nothing_to_reduce_is_refused_and_builds_nothing():

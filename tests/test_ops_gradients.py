@@ -8,6 +8,7 @@ import minigrad as mg
 from conftest import normal
 
 LABELS = np.array([2, 0, 3, 3])  # picked with integer-array indexing, one label repeated
+KEEP = np.array([[True, False, True], [False, False, True]])  # keep_where's mask
 
 # (id, function of the inputs, input arrays)
 CASES = [
@@ -70,6 +71,8 @@ CASES = [
     ("log", lambda a: a.log(), [normal((2, 3), positive=True)]),
     ("sqrt", lambda a: a.sqrt(), [normal((2, 3), positive=True)]),
     ("relu", lambda a: a.relu(), [normal((2, 3), away_from_zero=True)]),
+    ("keep_where", lambda a: mg.ops.keep_where(a * a, mg.Tensor(KEEP).data), [normal((2, 3))]),
+    ("keep_where broadcast", lambda a: mg.ops.keep_where(a, mg.Tensor(KEEP[:1]).data) * a, [normal((2, 3))]),
     ("abs", lambda a: abs(a) * a, [normal((2, 3), away_from_zero=True)]),
     ("sigmoid", lambda a: a.sigmoid(), [normal((2, 3)) * 3.0]),
     ("tanh", lambda a: a.tanh(), [normal((2, 3)) * 2.0]),
@@ -137,6 +140,15 @@ def test_max_sends_the_gradient_to_the_first_argmax_on_ties(backend):
     x = mg.Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]), requires_grad=True)
     x.max(axis=1).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
+
+
+def test_keep_where_drops_nan_and_inf_and_their_gradient(backend):
+    x = mg.Tensor(np.array([1.0, np.nan, np.inf, 2.0]), requires_grad=True)
+    keep = mg.Tensor(np.array([True, False, False, True])).data
+    y = mg.ops.keep_where(x, keep)
+    assert y.numpy().tolist() == [1.0, 0.0, 0.0, 2.0]
+    (y * 3.0).sum().backward()
+    assert x.grad.numpy().tolist() == [3.0, 0.0, 0.0, 3.0]
 
 
 def test_relu_gradient_is_zero_at_zero(backend):

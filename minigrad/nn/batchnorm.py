@@ -126,8 +126,8 @@ class BatchNorm(Module):
             float32 and returned as float16.
         training: True for training mode, False for inference, None (default) for the
             module's own mode (train() or eval()).
-        mask: None, or a boolean array of x's shape without its last axis (Keras's rule: it
-            is broadcast along x's last axis). In training, positions where it is False are
+        mask: None, or a boolean array of x's shape without its last axis, or broadcastable
+            to it (Keras's rule: it is broadcast along x's last axis). In training, positions where it is False are
             left out of the batch mean and variance, which divide by the count plus 1e-7 (a
             fully masked batch gives 0 and 0, and updates the moving statistics with them).
             Every position is normalized. Inference ignores it, as in Keras.
@@ -206,10 +206,11 @@ class BatchNorm(Module):
                 raise TypeError(f"BatchNorm: {name} must be True or False, got {value!r}")
         if renorm:
             renorm_clipping = _checked_clipping(renorm_clipping)
-            if unbiased or not track_running_stats:
+            if unbiased or not track_running_stats or momentum is None:
                 raise ValueError(
                     "BatchNorm: renorm=True keeps Keras's moving statistics, so it cannot be combined "
-                    "with unbiased=True or track_running_stats=False (PyTorch's switches)"
+                    "with unbiased=True, track_running_stats=False or momentum=None (PyTorch's switches); "
+                    f"got unbiased={unbiased}, track_running_stats={track_running_stats}, momentum={momentum}"
                 )
         self.axis = tuple(int(a) for a in axis) if isinstance(axis, tuple) else int(axis)
         self.momentum = momentum
@@ -247,13 +248,13 @@ class BatchNorm(Module):
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         ndim = len(input_shape)
         feature_axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
-        if any(not -ndim <= a < ndim or input_shape[a] is None for a in feature_axes) or (
-            len({a % ndim for a in feature_axes}) == ndim
-        ):
+        unique = {a % ndim for a in feature_axes if -ndim <= a < ndim}
+        if (any(not -ndim <= a < ndim or input_shape[a] is None for a in feature_axes)
+                or len(unique) != len(feature_axes) or len(unique) == ndim):
             raise ValueError(
                 f"BatchNorm(axis={self.axis}) cannot be built for input shape {tuple(input_shape)}: "
-                "each feature axis must exist and have a known size, and at least one axis must be left "
-                "for the statistics"
+                "each feature axis must exist, be named once and have a known size, and at least one "
+                "axis must be left for the statistics"
             )
         self.input_ndim = ndim
         # The weights' shape: the feature axes' sizes, in the order of the axes in the input.
@@ -309,24 +310,19 @@ class BatchNorm(Module):
             momentum = reference.cumulative_momentum(int(self.num_batches_tracked.item()))
         renorm = None
         if self.renorm and batch_statistics:
-            # Updated in place only when the moving statistics are (update=True).
-            renorm = F.Renorm(*(getattr(self, n) if update else self._frozen(n)
-                                for n in ("renorm_mean", "renorm_stddev", "moving_stddev")),
+            # F.batch_norm updates them in place only when it gets the moving statistics (update).
+            renorm = F.Renorm(self.renorm_mean, self.renorm_stddev, self.moving_stddev,
                               momentum=self.renorm_momentum, clipping=self.renorm_clipping)
         y = F.batch_norm(
             x, self.gamma, self.beta, self.moving_mean if use_moving else None,
             self.moving_variance if use_moving else None,
             training=batch_statistics, axis=self.axis, momentum=0.0 if momentum is None else momentum,
-            epsilon=self.epsilon, unbiased=self.unbiased, mask=mask if batch_statistics else None,
+            epsilon=self.epsilon, unbiased=self.unbiased, mask=mask,  # checked; unused in inference
             renorm=renorm, synchronized=self.synchronized,
         )
         if update:
             self.num_batches_tracked.data += 1
         return y
-
-    def _frozen(self, name: str) -> Tensor:
-        """A copy of weight `name`, for a call that must read it but not update it."""
-        return Tensor._make(getattr(self, name).data.copy())
 
     def reset_running_stats(self) -> None:
         """Start the moving statistics again, as PyTorch's reset_running_stats(): each from its
@@ -397,6 +393,10 @@ def _checked_clipping(clipping: Any) -> dict:
             f"BatchNorm: received invalid keys for `renorm_clipping` argument: {clipping}. "
             f"Supported values: {keys}."
         )
+    for key, value in clipping.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+                                  or np.isnan(value)):
+            raise ValueError(f"BatchNorm: renorm_clipping[{key!r}] must be a number or None, got {value!r}")
     rmax, rmin, dmax = (clipping.get(k) for k in keys)
     if rmax is not None and rmin is not None and rmax < rmin:
         raise ValueError(f"BatchNorm: rmax should be greater than rmin in the `renorm_clipping` argument. "

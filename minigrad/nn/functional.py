@@ -135,7 +135,7 @@ class Renorm(NamedTuple):
     renorm_stddev: Tensor
     moving_stddev: Tensor
     momentum: float = 0.99  # renorm_momentum: the weight of the old renorm_mean and renorm_stddev
-    clipping: dict = {}  # any of "rmin", "rmax", "dmax"; a missing key does not clip
+    clipping: dict | None = None  # any of "rmin", "rmax", "dmax"; a missing key does not clip
 
 
 def batch_norm(
@@ -166,7 +166,8 @@ def batch_norm(
     (x.shape[a] for a in axis) for a tuple of axes. float16 input is computed in float32 and
     returned as float16.
 
-    mask (training only, as in Keras): a boolean array of x's shape without its last axis;
+    mask (training only, as in Keras): a boolean array of x's shape without its last axis (or
+    broadcastable to it);
     positions where it is False are left out of the batch mean and variance (whose count then
     gets MASK_EPSILON, so a fully masked batch gives 0 and 0), and every position is still
     normalized. renorm: Batch Renormalization (see Renorm and the layer's docstring).
@@ -257,8 +258,7 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
     # With renorm, gamma and beta come after the correction: the transform yields x_hat.
     gamma_t, beta_t = (None, None) if renorm is not None else (gamma_b, beta_b)
     if mask is not None:
-        weights = mask.astype(compute_dtype)
-        y, mean, variance = reference.masked_batch_norm(x_compute, weights, gamma_t, beta_t, axes, epsilon)
+        y, mean, variance = reference.masked_batch_norm(x_compute, mask, gamma_t, beta_t, axes, epsilon)
         mean, variance = mean.data, variance.data
     elif synchronized:  # statistics over every process's rows
         fn = sync.BatchNormSync(axes, epsilon, gamma_t is not None, beta_t is not None)
@@ -297,7 +297,7 @@ def _renormalized(x_hat: Tensor, gamma: Tensor | None, beta: Tensor | None, mean
     before this batch's update (as Keras orders it)."""
     r, d = reference.renorm_correction(
         mean, variance, renorm.renorm_mean.data.astype(mean.dtype), renorm.renorm_stddev.data.astype(mean.dtype),
-        epsilon, renorm.clipping or {},
+        epsilon, renorm.clipping or {},  # None: no clipping
     )
     return reference.renorm_transform(x_hat, gamma, beta, r.reshape(broadcast_shape), d.reshape(broadcast_shape))
 
@@ -323,26 +323,28 @@ def _over_merged_axes(x: Tensor, feature_axes: tuple[int, ...], mask: Any, *weig
     feature_shape = tuple(x.shape[i] for i in feature_axes)
     moved_shape = tuple(x.shape[i] for i in order)
     merged_shape = moved_shape[:len(others)] + (math.prod(feature_shape),)
-    for name, weight in zip(("gamma", "beta", "moving_mean", "moving_variance"), weights):
+    gamma, beta, moving_mean, moving_variance, renorm = weights
+    state = {"moving_mean": moving_mean, "moving_variance": moving_variance}
+    if renorm is not None:
+        state.update((name, getattr(renorm, name)) for name in Renorm._fields[:3])
+    for name, weight in [("gamma", gamma), ("beta", beta), *state.items()]:
         if weight is not None and weight.shape != feature_shape:
             raise ValueError(
                 f"batch_norm: {name} has shape {weight.shape}, expected {feature_shape} for input "
                 f"shape {x.shape} with feature axes {feature_axes}"
             )
-    gamma, beta, moving_mean, moving_variance, renorm = weights
-
-    def flat(weight: Tensor | None, in_graph: bool = False) -> Tensor | None:
-        if weight is None:
-            return None
-        return weight.reshape(-1) if in_graph else Tensor._make(weight.data.reshape(-1))
-
+    # The statistics as flat copies, updated by the call and then written back.
+    flat = {name: None if w is None else Tensor._make(w.data.reshape(-1).copy()) for name, w in state.items()}
     if renorm is not None:
-        renorm = renorm._replace(**{name: flat(getattr(renorm, name)) for name in Renorm._fields[:3]})
+        renorm = renorm._replace(**{name: flat[name] for name in Renorm._fields[:3]})
     y = _batch_norm(
-        x.transpose(order).reshape(merged_shape), flat(gamma, True), flat(beta, True), flat(moving_mean),
-        flat(moving_variance), len(others), None if mask is None else mask.transpose(order).reshape(merged_shape),
-        renorm, **options,
+        x.transpose(order).reshape(merged_shape), None if gamma is None else gamma.reshape(-1),
+        None if beta is None else beta.reshape(-1), flat["moving_mean"], flat["moving_variance"], len(others),
+        None if mask is None else mask.transpose(order).reshape(merged_shape), renorm, **options,
     )
+    for name, weight in state.items():
+        if weight is not None:
+            weight.data[...] = flat[name].data.reshape(feature_shape)
     return y.reshape(moved_shape).transpose(tuple(np.argsort(order)))
 
 
@@ -361,7 +363,7 @@ def _mask_weights(mask: Any, x: Tensor) -> Tensor:
     except ValueError:
         raise ValueError(
             f"batch_norm: mask shape {tuple(array.shape)} does not fit input shape {x.shape}: it must "
-            f"be the input's shape without its last axis, {x.shape[:-1]}"
+            f"be broadcastable to the input's shape without its last axis, {x.shape[:-1]}"
         ) from None
     return Tensor._make(expanded.astype(bool))
 

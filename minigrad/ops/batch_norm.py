@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, ops
 from minigrad.autograd import Function, is_grad_enabled
 from minigrad.tensor import Tensor
 
@@ -213,14 +213,18 @@ def update_moving_statistics(moving_mean: Any, moving_variance: Any, mean: Any, 
 
 # ---- Masked statistics: Eq. 2 and Eq. 3a over the unmasked positions -----------------------------
 
-def channel_sums(x: Tensor, weights: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+def channel_sums(x: Tensor, mask: Tensor, axes: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
     """What one part of a batch contributes to its statistics, per channel (broadcast shape):
     (count, sum, sum of squared deviations from this part's own mean), over the positions
-    where weights (a 0/1 mask in x's shape) is 1. Tensors, differentiated by the engine.
+    where mask (bool, in x's shape) is True. Tensors, differentiated by the engine.
+
+    Masked positions are dropped with keep_where, as Keras's ops.where: multiplying by 0
+    would turn a NaN or inf in the padding into NaN statistics.
     """
-    count = weights.sum(axis=axes, keepdims=True)
-    total = (x * weights).sum(axis=axes, keepdims=True)
-    deviation = (x - total / (count + MASK_EPSILON)) * weights  # masked positions give 0
+    keep = mask.data
+    count = mask.astype(x.dtype).sum(axis=axes, keepdims=True)
+    total = ops.keep_where(x, keep).sum(axis=axes, keepdims=True)
+    deviation = ops.keep_where(x - total / (count + MASK_EPSILON), keep)
     return count, total, (deviation * deviation).sum(axis=axes, keepdims=True)
 
 
@@ -246,12 +250,13 @@ def combine_moments(parts: list[tuple[Any, Any, Any]], epsilon: float = MASK_EPS
     return mean, squared / (count + epsilon)  # Eq. 3a, biased
 
 
-def masked_batch_norm(x: Tensor, weights: Tensor, gamma: Tensor | None, beta: Tensor | None,
+def masked_batch_norm(x: Tensor, mask: Tensor, gamma: Tensor | None, beta: Tensor | None,
                       axes: tuple[int, ...], epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
-    """The training transform with Keras's mask: statistics over the unmasked positions, every
-    position normalized with them. Returns (y, batch mean, batch variance), as Tensors.
+    """The training transform with Keras's mask (bool, in x's shape): statistics over the
+    unmasked positions, every position normalized with them. Returns (y, batch mean, batch
+    variance), as Tensors.
     """
-    mean, variance = combine_moments([channel_sums(x, weights, axes)])
+    mean, variance = combine_moments([channel_sums(x, mask, axes)])
     _, x_hat = normalize(x - mean, variance, epsilon)
     return scale_and_shift(x_hat, gamma, beta), mean, variance
 

@@ -1,5 +1,5 @@
-"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, sigmoid, tanh, and a dtype
-cast."""
+"""Elementwise functions of one tensor: exp, log, sqrt, abs, relu, sigmoid, tanh, keep_where
+(numpy.where against 0), and a dtype cast."""
 
 from __future__ import annotations
 
@@ -89,6 +89,21 @@ class Tanh(Function):
         return (grad * (1.0 - y * y),)
 
 
+class KeepWhere(Function):
+    """x where `keep` (a bool array broadcastable to x) is True, 0 elsewhere."""
+
+    def __init__(self, keep: Any) -> None:
+        self.keep = keep
+
+    def forward(self, x):
+        return backend.get_array_module(x).where(self.keep, x, 0).astype(x.dtype)
+
+    def backward(self, grad):
+        # The gradient passes where x was kept; a dropped position (NaN or inf included)
+        # gets 0, not 0 * its value. Linear, so this is right to every order.
+        return (KeepWhere(self.keep).apply(grad),)
+
+
 class AsType(Function):
     def __init__(self, dtype: Any) -> None:
         self.dtype = np.dtype(dtype)
@@ -133,6 +148,12 @@ def sigmoid(x: Tensor) -> Tensor:
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent, elementwise, without overflow for large |x|."""
     return Tanh().apply(x)
+
+
+def keep_where(x: Tensor, keep: Any) -> Tensor:
+    """numpy.where(keep, x, 0): x where the bool array `keep` is True, 0 elsewhere. Unlike
+    x * keep, a NaN or inf where keep is False does not spread (NaN * 0 is NaN)."""
+    return KeepWhere(keep).apply(x)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
