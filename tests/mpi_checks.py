@@ -67,6 +67,33 @@ def batchnorm(split: str) -> None:
     print(f"rank {me} ok: batchnorm {split}", flush=True)
 
 
+def renorm() -> None:
+    """Batch Renormalization with synchronized statistics equals one process on the whole batch:
+    output, dl/dx and all seven weights."""
+    x = (np.random.default_rng(2).normal(size=(24, 4)) * 2 + 1).astype(np.float32)
+    g = np.random.default_rng(3).normal(size=(24, 4)).astype(np.float32)
+    rows = dist.rank_rows(24)
+    outputs = []
+    for synchronized, values, upstream in ((False, x, g), (True, x[rows], g[rows])):
+        layer = mg.nn.BatchNorm(renorm=True, renorm_clipping={"rmax": 1.5, "dmax": 0.5}, momentum=0.8,
+                                renorm_momentum=0.6, synchronized=synchronized)
+        layer.build((None, 4))
+        layer.renorm_mean.data[...], layer.renorm_stddev.data[...] = 0.5, 1.5
+        inputs = mg.Tensor(values, requires_grad=True)
+        for _ in range(3):
+            inputs.grad = None
+            y = layer(inputs, training=True)
+            (y * mg.Tensor(upstream)).sum().backward()
+        outputs.append((y.numpy(), inputs.grad.numpy(), layer))
+    (y_full, dx_full, single), (y, dx, ours) = outputs
+    np.testing.assert_allclose(y, y_full[rows], **FLOAT32, err_msg="output")
+    np.testing.assert_allclose(dx, dx_full[rows], **FLOAT32, err_msg="dl/dx")
+    for name in single.STATISTICS[:-1]:
+        np.testing.assert_allclose(getattr(ours, name).numpy(), getattr(single, name).numpy(), **FLOAT32,
+                                   err_msg=name)
+    print(f"rank {dist.rank()} ok: renorm", flush=True)
+
+
 def unbiased() -> None:
     """unbiased=True feeds the moving variance m/(m-1) with the global m."""
     x = np.random.default_rng(1).normal(size=(12, 3)).astype(np.float64)

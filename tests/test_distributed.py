@@ -57,7 +57,8 @@ def test_synchronized_batchnorm_on_2_ranks():
 
 
 @needs_mpi
-@pytest.mark.parametrize("check", ["unbiased", "training", "broadcast", "mismatch", "create_graph", "shard"])
+@pytest.mark.parametrize("check", ["renorm", "unbiased", "training", "broadcast", "mismatch", "create_graph",
+                                   "shard"])
 def test_on_2_ranks(check):
     assert_every_rank_ok(mpirun(2, check), 2, check)
 
@@ -105,3 +106,18 @@ def test_in_a_world_of_one_the_helpers_change_nothing():
 def test_shard_refuses_arrays_of_different_lengths():
     with pytest.raises(ValueError, match="same length, got \\[3, 4\\]"):
         dist.shard(np.zeros(3), np.zeros(4))
+
+
+@needs_mpi
+def test_the_distributed_benchmark_runs_on_2_ranks_and_alone():
+    # It measures nothing here (speed is never asserted in tests): it must run and report.
+    script = ROOT / "scripts" / "benchmark_distributed.py"
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    alone = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,
+                           timeout=120, env=environment)
+    assert alone.returncode == 0 and "one process, batch 256" in alone.stdout, alone.stdout + alone.stderr
+    ranks = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script), "--quick"], capture_output=True,
+                           text=True, timeout=120, env=environment)
+    assert ranks.returncode == 0, ranks.stdout + ranks.stderr
+    for heading in ("1. collectives", "synchronized / not", "3. average_gradients", "data-parallel / one process"):
+        assert heading in ranks.stdout, ranks.stdout
