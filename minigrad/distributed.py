@@ -28,6 +28,7 @@ minigrad does not assume a CUDA-aware MPI.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Any, Iterable, Iterator, Sequence
@@ -57,14 +58,13 @@ def init() -> int:
 def _install_abort_on_exception(comm: Any) -> None:
     """An uncaught exception on this rank prints its traceback and then aborts the whole job:
     otherwise the other ranks wait in their next collective forever."""
-    previous = sys.excepthook
 
     def abort(kind: type, value: BaseException, trace: Any) -> None:
         sys.stderr.write(f"[rank {comm.Get_rank()}] uncaught exception; aborting every rank\n")
         traceback.print_exception(kind, value, trace)
         sys.stderr.flush()
         comm.Abort(1)
-        previous(kind, value, trace)  # only reached if Abort returned
+        os._exit(1)  # Abort may return before the process is killed: never print twice, never linger
 
     sys.excepthook = abort
 

@@ -13,7 +13,8 @@ kernel's own command line (`-f kernel.json`) is not the lesson's, so options tak
 defaults there and quick mode comes from MINIGRAD_QUICK=1 alone.
 
 MINIGRAD_RUNS=folder puts the outputs somewhere else (the tests use it). `run_parallel`
-spreads independent training runs over the machine's cores.
+spreads independent training runs over the machine's cores; `one_blas_thread` keeps processes
+that share the cores (lesson 12's MPI ranks) from oversubscribing them with BLAS threads.
 """
 
 from __future__ import annotations
@@ -97,6 +98,25 @@ def keep(figure: Any, filename: str, dpi: int = 110) -> Path:
 
     plt.close(figure)
     return path.resolve()
+
+
+def one_blas_thread() -> bool:
+    """Limit NumPy's BLAS library (OpenBLAS, MKL, ...) and OpenMP to one thread in this process,
+    from now on; returns False, changing nothing, where threadpoolctl is missing.
+
+    For processes that share the cores, such as lesson 12's MPI ranks (run_parallel's workers
+    get the same limit from their environment instead). NumPy's default is one BLAS thread
+    per core in every process, so 4 ranks on 2 cores would run 8 threads, and an idle BLAS
+    thread may spin for a while after each product: the threads take the cores from the other
+    ranks, which wait for each other at every collective (lesson 12 ran 1.6x as long). This works at run time, after NumPy is
+    imported, through threadpoolctl, which scikit-learn (the lessons extra) installs.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(limits=1)
+    return True
 
 
 def run_parallel(function: Callable[[Any], Any], jobs: Iterable[Any], workers: int | None = None) -> Iterator[Any]:

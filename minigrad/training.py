@@ -36,7 +36,7 @@ ACTIVATION_LAYERS = {"relu": ReLU, "sigmoid": Sigmoid}
 
 def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: tuple[int, ...] = (100, 100, 100),
               classes: int = 10, bn_momentum: float = 0.9, kernel_initializer: Any = None,
-              bn_options: dict | None = None) -> Sequential:
+              bn_options: dict | None = None, dtype: Any = "float32") -> Sequential:
     """The paper's MNIST network: Dense -> [BatchNorm] -> activation per hidden layer, then logits.
 
     Each hidden layer computes activation(BN(x @ kernel)) with BatchNorm, or
@@ -57,6 +57,8 @@ def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: 
         bn_options: more keyword arguments for each BatchNorm, e.g. dict(renorm=True,
             renorm_clipping={"rmax": 3, "dmax": 5}) for Batch Renormalization (lesson 11).
             Give the momentum as bn_momentum, not here. Default None: none.
+        dtype: the float type of every layer's weights, e.g. "float64" (lesson 12, where
+            rounding must stay rounding over 1,500 steps). Default "float32".
 
     Returns:
         An unbuilt Sequential: its weights are created on its first call (or by fit()), a
@@ -76,22 +78,26 @@ def paper_mlp(activation: str = "sigmoid", batch_norm: bool = False, *, hidden: 
         >>> renorm = paper_mlp("relu", batch_norm=True, bn_options=dict(renorm=True, renorm_momentum=0.9))
         >>> renorm[1].renorm, renorm[1].renorm_momentum, renorm[1].momentum
         (True, 0.9, 0.9)
+        >>> paper_mlp("relu", batch_norm=True, dtype="float64")[1].dtype
+        dtype('float64')
     """
     if activation not in ACTIVATION_LAYERS:
         raise ValueError(f"paper_mlp: activation must be one of {sorted(ACTIVATION_LAYERS)}, got {activation!r}")
     bn_options = dict(bn_options or {})
     if "momentum" in bn_options:
         raise ValueError("paper_mlp: give BatchNorm's momentum as bn_momentum, not in bn_options")
+    if "dtype" in bn_options:
+        raise ValueError("paper_mlp: give the dtype as paper_mlp's dtype (every layer's), not in bn_options")
     if bn_options and not batch_norm:
         raise ValueError("paper_mlp: bn_options configure the BatchNorm layers, so they need batch_norm=True")
     initializer = RandomNormal(stddev=0.05) if kernel_initializer is None else kernel_initializer
     model = Sequential()
     for units in hidden:
-        model.add(Dense(units, use_bias=not batch_norm, kernel_initializer=initializer))
+        model.add(Dense(units, use_bias=not batch_norm, kernel_initializer=initializer, dtype=dtype))
         if batch_norm:
-            model.add(BatchNorm(momentum=bn_momentum, **bn_options))
+            model.add(BatchNorm(momentum=bn_momentum, **bn_options, dtype=dtype))
         model.add(ACTIVATION_LAYERS[activation]())
-    model.add(Dense(classes, kernel_initializer=initializer))
+    model.add(Dense(classes, kernel_initializer=initializer, dtype=dtype))
     return model
 
 

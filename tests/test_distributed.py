@@ -15,6 +15,7 @@ import pytest
 
 import minigrad as mg
 import minigrad.distributed as dist
+from minigrad.runlog import read_run
 
 ROOT = Path(__file__).parent.parent
 CHECKS = Path(__file__).parent / "mpi_checks.py"
@@ -80,6 +81,42 @@ def test_without_mpiexec_init_gives_a_world_of_one():
             "print(n, d.rank(), d.world_size(), d.communicator() is None)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["1", "0", "1", "True"], result.stdout + result.stderr
+
+
+LESSON_12 = ROOT / "lessons" / "12_synchronized_batchnorm.py"
+LESSON_12_POINT = "The point: under data parallelism BatchNorm's batch is whatever each rank holds."
+
+
+@needs_mpi
+def test_lesson_12_runs_on_4_ranks_in_quick_mode(tmp_path):
+    """The lesson as its text says to launch it (mpiexec -n 4), in quick mode, outputs under
+    tmp_path: its own assertions hold on rank 0, rank 0 alone prints its point, and it writes
+    its plot and one run log per run."""
+    from test_lessons import PNG, lesson_environment
+
+    runs = tmp_path / "runs"
+    result = subprocess.run([MPIEXEC, "-n", "4", sys.executable, str(LESSON_12), "--quick"], capture_output=True,
+                            text=True, timeout=240, env=lesson_environment(runs), cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert result.stdout.count(LESSON_12_POINT) == 1, output  # rank 0 only
+    plot = runs / "lesson12_synchronized.png"
+    assert plot.is_file() and plot.read_bytes()[:8] == PNG and plot.stat().st_size > 10_000, output
+    assert str(plot.resolve()) in result.stdout, "the lesson should print where its plot went"
+    logs = sorted((runs / "lesson12").glob("*.csv"))
+    assert [log.name for log in logs] == ["one-process-seed0.csv", "per-rank-seed0.csv", "synchronized-seed0.csv"]
+    for log in logs:
+        assert read_run(log)["step"][0] == 0.0
+
+
+def test_lesson_12_without_mpiexec_says_how_to_launch_it_and_writes_nothing(tmp_path):
+    from test_lessons import run_lesson
+
+    result = run_lesson(LESSON_12.name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mpiexec -n 4 python lessons/12_synchronized_batchnorm.py" in result.stdout
+    assert "Synchronized BatchNorm" in result.stdout and LESSON_12_POINT not in result.stdout
+    assert not (tmp_path / "runs").exists(), "a world of one trains nothing and writes nothing"
 
 
 def test_import_minigrad_never_imports_mpi4py():

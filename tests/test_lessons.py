@@ -200,6 +200,17 @@ def test_a_job_that_raises_in_a_worker_reaches_the_caller(tmp_path, ends_if_it_h
         next(results)
 
 
+def test_one_blas_thread_for_lesson_12_ranks():
+    """lesson.one_blas_thread() leaves this process one BLAS thread (checked in a fresh
+    process, so that the test run keeps its own threads)."""
+    pytest.importorskip("threadpoolctl", reason="scikit-learn (the lessons extra) installs threadpoolctl")
+    code = ("import threadpoolctl; from minigrad import lesson; ok = lesson.one_blas_thread(); "
+            "print(ok, sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(None, 1) == ["True", "[1]\n"], result.stdout
+
+
 def test_train_paper_mlp_takes_lesson_11_jobs(tmp_path):
     """Lesson 11's jobs: BatchNorm options (renorm) and non-i.i.d. batches pass through."""
     from minigrad import lesson
