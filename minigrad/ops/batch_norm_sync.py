@@ -37,6 +37,14 @@ def three_axes(a: Any, feature_axis: int) -> Any:
     return a.reshape(math.prod(a.shape[:feature_axis]), a.shape[feature_axis], math.prod(a.shape[feature_axis + 1:]))
 
 
+def float64_sum(a: Any, b: Any = None) -> Any:
+    """sum_i a_i (or sum_i a_i b_i) per channel of (before, C, after) arrays, added up in float64
+    and returned as float64, shape (C,): einsum on NumPy (one pass), a reduction on CuPy."""
+    if backend.get_array_module(a) is np:
+        return np.einsum("icj->c" if b is None else "icj,icj->c", *([a] if b is None else [a, b]), dtype=np.float64)
+    return (a if b is None else a * b).sum(axis=(0, 2), dtype=np.float64)
+
+
 class BatchNormSync(reference.BatchNormFunction):
     """The training transform with statistics over every rank's rows (see the module docstring).
 
@@ -50,10 +58,15 @@ class BatchNormSync(reference.BatchNormFunction):
         (self.feature_axis,) = set(range(x.ndim)) - set(self.axes)
         x3 = three_axes(x, self.feature_axis)
         local_count = x3.shape[0] * x3.shape[2]
-        total = x3.sum(axis=(0, 2), dtype=np.float64)
+        total = float64_sum(x3)
         local_mean = total / max(local_count, 1)
-        deviation = x3.astype(np.float64) - local_mean.reshape(1, -1, 1)  # exact, in float64
-        squared = xp.einsum("icj,icj->c", deviation, deviation, dtype=np.float64)
+        # Squared deviations from this rank's mean, added up in float64, as the one-process
+        # fast kernel adds up its own (channel_sum(..., accumulate=np.float64)).
+        rounded_mean = local_mean.astype(x.dtype)
+        deviation = x3 - rounded_mean.reshape(1, -1, 1)
+        # Taken from the mean rounded to x's dtype, m'; about the exact mean m they are
+        # sum (x - m')^2 - n (m - m')^2.
+        squared = float64_sum(deviation, deviation) - local_count * (local_mean - rounded_mean) ** 2
         counts = xp.full(total.shape, float(local_count))
         parts = distributed.allgather(xp.stack([counts, total, squared]), WHAT)  # (ranks, 3, C)
         mean, variance = reference.combine_moments([tuple(p) for p in parts if p[0, 0] > 0], epsilon=0.0)
@@ -76,8 +89,7 @@ class BatchNormSync(reference.BatchNormFunction):
         gamma, _ = self._gamma_beta(self.inputs[1:])
         g3 = three_axes(grad.data, self.feature_axis)
         xp = backend.get_array_module(g3)
-        sum_g = g3.sum(axis=(0, 2), dtype=np.float64)
-        sum_g_centred = xp.einsum("icj,icj->c", g3, self.centred, dtype=np.float64)
+        sum_g, sum_g_centred = float64_sum(g3), float64_sum(g3, self.centred)
         sums = distributed.allreduce_sum(xp.stack([sum_g, sum_g_centred]), WHAT + " backward")
         as_g = lambda a: backend.to_backend(a, backend.backend_of(g3)).astype(g3.dtype).reshape(1, -1, 1)  # noqa: E731
         global_g, global_g_centred = as_g(sums[0]), as_g(sums[1])
