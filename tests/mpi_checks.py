@@ -193,6 +193,23 @@ def shard() -> None:
     print(f"rank {dist.rank()} ok: shard", flush=True)
 
 
+def refusals() -> None:
+    """A mask with statistics across processes is refused clearly, on every rank, state intact."""
+    layer = mg.nn.BatchNorm(synchronized=True)
+    x = mg.Tensor(np.random.default_rng(dist.rank()).normal(size=(3, 4, 2)).astype(np.float32))
+    layer(x, training=True)
+    before = layer.state_dict()
+    try:
+        layer(x, training=True, mask=np.ones((3, 4), bool))
+    except ValueError as error:
+        assert "mask cannot be combined with synchronized" in str(error), str(error)
+    else:
+        raise AssertionError("a mask with synchronized statistics was not refused")
+    for name, value in layer.state_dict().items():
+        assert (value == before[name]).all(), f"{name} changed"
+    print(f"rank {dist.rank()} ok: refusals", flush=True)
+
+
 def crash() -> None:
     """Rank 1 raises; rank 0 waits in a collective. The excepthook must end the whole job."""
     if dist.rank() == 1:

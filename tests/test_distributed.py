@@ -15,6 +15,7 @@ import pytest
 
 import minigrad as mg
 import minigrad.distributed as dist
+from conftest import CUPY_PROBLEM, SKIP_CUPY
 from minigrad.runlog import read_run
 
 ROOT = Path(__file__).parent.parent
@@ -31,9 +32,11 @@ if MPI_PROBLEM is None and MPIEXEC is None:
 needs_mpi = pytest.mark.skipif(MPI_PROBLEM is not None, reason=f"no MPI here: {MPI_PROBLEM}")
 
 
-def mpirun(ranks, *arguments, timeout=120):
-    """mpiexec -n ranks python tests/mpi_checks.py arguments..., one BLAS thread per rank."""
-    environment = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def mpirun(ranks, *arguments, timeout=120, **variables):
+    """mpiexec -n ranks python tests/mpi_checks.py arguments..., one BLAS thread per rank, with
+    `variables` added to the environment."""
+    environment = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                       **variables)
     return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(CHECKS), *arguments],
                           capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
 
@@ -59,9 +62,15 @@ def test_synchronized_batchnorm_on_2_ranks():
 
 @needs_mpi
 @pytest.mark.parametrize("check", ["renorm", "unbiased", "training", "broadcast", "mismatch", "create_graph",
-                                   "shard"])
+                                   "shard", "refusals"])
 def test_on_2_ranks(check):
     assert_every_rank_ok(mpirun(2, check), 2, check)
+
+
+@needs_mpi
+@pytest.mark.skipif(SKIP_CUPY, reason=f"no GPU on this machine, so no CuPy backend ({CUPY_PROBLEM})")
+def test_synchronized_batchnorm_on_cupy_goes_through_host_memory():
+    assert_every_rank_ok(mpirun(2, "batchnorm", "25,35", MINIGRAD_BACKEND="cupy"), 2, "batchnorm 25,35")
 
 
 @needs_mpi
