@@ -202,40 +202,10 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
                 *, training: bool, momentum: float, epsilon: float, unbiased: bool, form: str | None,
                 synchronized: bool) -> Tensor:
     """batch_norm on one feature axis (non-negative), with the mask (if any) in x's shape."""
-    axis = feature_axis
     channels = x.shape[feature_axis]
     axes = tuple(i for i in range(x.ndim) if i != feature_axis)
-    weights = [("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean), ("moving_variance", moving_variance)]
-    for name, weight in weights + ([] if renorm is None else list(zip(Renorm._fields[:3], renorm))):
-        if weight is not None and weight.shape != (channels,):
-            raise ValueError(
-                f"batch_norm: {name} has shape {weight.shape}, expected ({channels},) for "
-                f"input shape {x.shape} with feature axis {axis}"
-            )
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"batch_norm: training must be True or False, got {training!r}")
-    form = _BatchNormFormSetting.form if form is None else form
-    _check_form(form, "batch_norm")
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
-    if (moving_mean is None) != (moving_variance is None):
-        raise ValueError("batch_norm: give both moving_mean and moving_variance, or neither")
-    if unbiased and (mask is not None or renorm is not None):
-        raise ValueError(
-            "batch_norm: unbiased=True (PyTorch's convention) cannot be combined with a mask or "
-            "renorm, which follow Keras's biased statistics"
-        )
-    if synchronized and mask is not None:
-        raise ValueError("batch_norm: a mask cannot be combined with synchronized statistics across "
-                         "processes yet; pass the mask or synchronized=True, not both")
-    count = math.prod(x.shape[i] for i in axes)
-    if training and count < 2 and mask is None and not synchronized:  # synchronized: the global m counts
-        raise ValueError(
-            f"batch_norm: batch statistics need more than one value per channel when "
-            f"training; input shape {x.shape} with feature axis {axis} has {count}"
-        )
-    if not training and moving_mean is None:
-        raise ValueError("batch_norm: inference (training=False) needs moving_mean and moving_variance")
+    form, count = _checked_arguments(x, feature_axis, gamma, beta, moving_mean, moving_variance, mask, renorm,
+                                     training, momentum, unbiased, form, synchronized)
 
     # float16 has too little range for squared deviations: compute in (at least) float32.
     # Integer and bool input is computed in float32 and returned as float, as in Keras.
@@ -289,6 +259,47 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
             moving_mean.data[...] = new_mean
             moving_variance.data[...] = new_variance
     return y.astype(output_dtype)
+
+
+def _checked_arguments(x: Tensor, feature_axis: int, gamma: Tensor | None, beta: Tensor | None,
+                       moving_mean: Tensor | None, moving_variance: Tensor | None, mask: Tensor | None,
+                       renorm: Renorm | None, training: bool, momentum: float, unbiased: bool, form: str | None,
+                       synchronized: bool) -> tuple[str, int]:
+    """Refuse arguments that batch_norm cannot use, before anything is computed or updated.
+    Returns (the form to run, m: the values per channel in this process)."""
+    channels = x.shape[feature_axis]
+    weights = [("gamma", gamma), ("beta", beta), ("moving_mean", moving_mean), ("moving_variance", moving_variance)]
+    for name, weight in weights + ([] if renorm is None else list(zip(Renorm._fields[:3], renorm))):
+        if weight is not None and weight.shape != (channels,):
+            raise ValueError(
+                f"batch_norm: {name} has shape {weight.shape}, expected ({channels},) for "
+                f"input shape {x.shape} with feature axis {feature_axis}"
+            )
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"batch_norm: training must be True or False, got {training!r}")
+    form = _BatchNormFormSetting.form if form is None else form
+    _check_form(form, "batch_norm")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
+    if (moving_mean is None) != (moving_variance is None):
+        raise ValueError("batch_norm: give both moving_mean and moving_variance, or neither")
+    if unbiased and (mask is not None or renorm is not None):
+        raise ValueError(
+            "batch_norm: unbiased=True (PyTorch's convention) cannot be combined with a mask or "
+            "renorm, which follow Keras's biased statistics"
+        )
+    if synchronized and mask is not None:
+        raise ValueError("batch_norm: a mask cannot be combined with synchronized statistics across "
+                         "processes yet; pass the mask or synchronized=True, not both")
+    count = math.prod(n for i, n in enumerate(x.shape) if i != feature_axis)
+    if training and count < 2 and mask is None and not synchronized:  # synchronized: the global m counts
+        raise ValueError(
+            f"batch_norm: batch statistics need more than one value per channel when "
+            f"training; input shape {x.shape} with feature axis {feature_axis} has {count}"
+        )
+    if not training and moving_mean is None:
+        raise ValueError("batch_norm: inference (training=False) needs moving_mean and moving_variance")
+    return form, count
 
 
 def _renormalized(x_hat: Tensor, gamma: Tensor | None, beta: Tensor | None, mean: Any, variance: Any,
