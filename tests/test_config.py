@@ -380,7 +380,7 @@ def test_a_misspelt_config_key_names_the_closest_argument():
 
 
 @pytest.mark.parametrize("entry, error, message", [
-    ({"class_name": "Conv2D", "config": {}}, ValueError, "layer 1: unknown layer class_name 'Conv2D'"),
+    ({"class_name": "LSTM", "config": {}}, ValueError, "layer 1: unknown layer class_name 'LSTM'"),
     ({"class_name": "Module", "config": {}}, ValueError, "layer 1: unknown layer class_name 'Module'"),
     ({"class_name": "Parameter", "config": {}}, ValueError, "layer 1: unknown layer class_name 'Parameter'"),
     ({"module": "keras.layers", "class_name": "Dense", "config": {"units": 2}}, ValueError, "layer 1: .*module"),

@@ -15,6 +15,18 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {
 }
 
 
+def activation_name(layer: Module) -> str:
+    """The name of layer.activation in ACTIVATIONS, as a Keras config holds it ("linear" for
+    None); any other callable cannot go in a config (TypeError)."""
+    for key, function in ACTIVATIONS.items():
+        if layer.activation is function:
+            return key
+    raise TypeError(
+        f"{type(layer).__name__}.get_config: argument 'activation': cannot serialize {layer.activation!r}; "
+        f"a config can hold only one of minigrad's activations, by name: {', '.join(ACTIVATIONS)}"
+    )
+
+
 class Dense(Module):
     """A fully connected layer, as keras.layers.Dense: y = activation(x @ kernel + bias).
 
@@ -123,15 +135,7 @@ class Dense(Module):
 
     def config_value(self, name: str) -> Any:
         """As Module's, but the activation by its name, as Keras ("linear" for None)."""
-        if name != "activation":
-            return super().config_value(name)
-        for key, function in ACTIVATIONS.items():
-            if self.activation is function:
-                return key
-        raise TypeError(
-            f"Dense.get_config: argument 'activation': cannot serialize {self.activation!r}; a config "
-            f"can hold only one of minigrad's activations, by name: {', '.join(ACTIVATIONS)}"
-        )
+        return activation_name(self) if name == "activation" else super().config_value(name)
 
     def extra_repr(self) -> str:
         return f"units={self.units}, in_features={self.in_features}, use_bias={self.use_bias}"
