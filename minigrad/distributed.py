@@ -18,9 +18,11 @@ on more than one process (minigrad.ops.batch_norm_sync). `import minigrad` never
 mpi4py: only init() does, and without mpi4py, or outside mpiexec, the world has one rank.
 
 Failures never hang the job: init() installs an excepthook that calls MPI_Abort, so an
-uncaught exception on any rank ends every rank within seconds (as `python -m mpi4py` does),
-and the collectives here check that all ranks bring the same shapes before they exchange
-data, raising the same ValueError on every rank otherwise.
+uncaught exception on any rank ends every rank within seconds, and the collectives here check
+that all ranks bring the same shapes before they exchange data, raising the same ValueError on
+every rank otherwise. An excepthook does not see sys.exit(): a rank that exits early with a
+non-zero status leaves the others waiting, unless the script is run as
+`mpiexec -n 4 python -m mpi4py train.py`, whose runner aborts the job on that too.
 
 CuPy arrays go through host memory: each is copied to NumPy, exchanged and copied back, since
 minigrad does not assume a CUDA-aware MPI.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import zlib
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -113,13 +116,20 @@ def check_same_shape(shape: tuple[int, ...], what: str) -> None:
         )
 
 
-def allgather(array: Any, what: str) -> np.ndarray:
+def layout_key(layout: Any) -> int:
+    """A number that stands for a layout (e.g. the shapes and dtypes of a list of tensors),
+    equal on two ranks only if their layouts are (up to a CRC-32 collision)."""
+    return zlib.crc32(repr(layout).encode())
+
+
+def allgather(array: Any, what: str, extra: tuple[int, ...] = ()) -> np.ndarray:
     """Every rank's `array` (same shape on all, checked), stacked on a new first axis, as a
-    float64 NumPy array; a world of one gives array[None]."""
+    float64 NumPy array; a world of one gives array[None]. `extra` joins the shape in the
+    check: numbers every rank must agree on too."""
     local = np.ascontiguousarray(backend.to_numpy(array), dtype=np.float64)
     if _comm is None:
         return local[None]
-    check_same_shape(local.shape, what)
+    check_same_shape(local.shape + tuple(extra), what)
     gathered = np.empty((_comm.Get_size(),) + local.shape, np.float64)
     _comm.Allgather(local, gathered)
     return gathered
@@ -147,19 +157,21 @@ def broadcast_parameters(module: Any, root: int = 0) -> None:
     """
     if _comm is None:
         return
-    layout = [(name, tuple(w.shape), w.dtype.str) for name, w in module.named_weights()]
-    if not layout:
-        raise ValueError("broadcast_parameters: the module has no weights yet; build it first")
-    roots = _comm.bcast(layout, root=root)
-    agree = np.array([1 if roots == layout else 0], np.int64)
-    everyone = np.empty_like(agree)
     from mpi4py import MPI
 
-    _comm.Allreduce(agree, everyone, op=MPI.MIN)
+    # The layouts are compared before anything else, an unbuilt model (no weights) included,
+    # so that every rank raises or none does.
+    layout = [(name, tuple(w.shape), w.dtype.str) for name, w in module.named_weights()]
+    roots = _comm.bcast(layout, root=root)
+    everyone = np.empty(2, np.int64)
+    _comm.Allreduce(np.array([1 if roots == layout else 0, 1 if layout else 0], np.int64), everyone, op=MPI.MIN)
+    differing = [r for r, same in enumerate(_comm.allgather(roots == layout)) if not same]
+    if not everyone[1]:
+        raise ValueError("broadcast_parameters: a rank's module has no weights yet; build it on every rank first")
     if not everyone[0]:
         raise ValueError(
-            f"broadcast_parameters: the ranks' models differ from rank {root}'s (names, shapes or "
-            f"dtypes of their weights); rank {rank()} has {len(layout)} weights, rank {root} {len(roots)}"
+            f"broadcast_parameters: the models of rank(s) {differing} differ from rank {root}'s (names, "
+            f"shapes or dtypes of their weights); every rank must build the same model"
         )
     for _, weight in module.named_weights():
         host = np.ascontiguousarray(backend.to_numpy(weight.data))
@@ -169,7 +181,10 @@ def broadcast_parameters(module: Any, root: int = 0) -> None:
 
 def average_gradients(parameters: Sequence[Any]) -> None:
     """Replace each parameter's .grad by its mean over the ranks, in place: after backward()
-    on each rank's own loss, every rank then holds the gradient of the mean of the losses.
+    on each rank's own loss, every rank then holds the gradient of the mean of the losses
+    (the whole batch's mean loss when every rank holds as many rows: make the batch size a
+    multiple of world_size()). The ranks' parameters must agree in number, shapes and dtypes
+    (checked: the same ValueError on every rank otherwise).
 
     All the gradients travel in one message per dtype (flattened into one buffer), not one per
     tensor. A parameter without a gradient counts as zeros. In a world of one, nothing changes.
@@ -177,7 +192,8 @@ def average_gradients(parameters: Sequence[Any]) -> None:
     if _comm is None:
         return
     parameters = list(parameters)
-    check_same_shape((len(parameters), sum(int(p.data.size) for p in parameters)), "average_gradients")
+    layout = [(tuple(p.data.shape), p.data.dtype.str) for p in parameters]
+    check_same_shape((len(parameters), layout_key(layout)), "average_gradients (the parameters' shapes and dtypes)")
     by_dtype: dict[np.dtype, list[Any]] = {}
     for p in parameters:
         by_dtype.setdefault(p.data.dtype, []).append(p)
@@ -191,9 +207,12 @@ def average_gradients(parameters: Sequence[Any]) -> None:
         total /= size
         start = 0
         for p in group:
-            part = total[start:start + p.data.size].reshape(p.data.shape)
+            part = backend.to_backend(total[start:start + p.data.size].reshape(p.data.shape), p.backend)
             start += p.data.size
-            p.grad = type(p)._make(backend.to_backend(part.copy(), p.backend))
+            if p.grad is None:
+                p.grad = type(p)._make(part.copy())
+            else:
+                p.grad.data[...] = part  # in place: whoever holds this .grad sees the mean
 
 
 # ---- the data ------------------------------------------------------------------------------
@@ -222,6 +241,7 @@ def shard(*arrays: Any) -> Any:
 
 def shard_batches(batches: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
     """This rank's part of each batch of an iterator (e.g. mg.data.Batches seeded alike on
-    every rank): over an epoch the ranks see disjoint rows and together every row once."""
+    every rank): over an epoch the ranks see disjoint rows and together each row the iterator
+    yields exactly once (Batches drops an incomplete last batch by default)."""
     for batch in batches:
         yield shard(*batch)

@@ -62,7 +62,7 @@ def test_synchronized_batchnorm_on_2_ranks():
 
 @needs_mpi
 @pytest.mark.parametrize("check", ["renorm", "unbiased", "training", "broadcast", "mismatch", "create_graph",
-                                   "shard", "refusals"])
+                                   "shard", "refusals", "in_place"])
 def test_on_2_ranks(check):
     assert_every_rank_ok(mpirun(2, check), 2, check)
 

@@ -318,7 +318,7 @@ class BatchNorm(Module):
             self.moving_variance if use_moving else None,
             training=batch_statistics, axis=self.axis, momentum=0.0 if momentum is None else momentum,
             epsilon=self.epsilon, unbiased=self.unbiased, mask=mask,  # checked; unused in inference
-            renorm=renorm, synchronized=self.synchronized,
+            renorm=renorm, synchronized=self.synchronized and training,  # as PyTorch: in training only
         )
         if update:
             self.num_batches_tracked.data += 1

@@ -228,13 +228,13 @@ def _batch_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, moving_mea
 
     # With renorm, gamma and beta come after the correction: the transform yields x_hat.
     gamma_t, beta_t = (None, None) if renorm is not None else (gamma_b, beta_b)
-    if mask is not None:
-        y, mean, variance = reference.masked_batch_norm(x_compute, mask, gamma_t, beta_t, axes, epsilon)
-        mean, variance = mean.data, variance.data
-    elif synchronized:  # statistics over every process's rows
-        fn = sync.BatchNormSync(axes, epsilon, gamma_t is not None, beta_t is not None)
+    if synchronized:  # statistics over every process's rows (a mask is refused there, on every rank)
+        fn = sync.BatchNormSync(axes, epsilon, gamma_t is not None, beta_t is not None, masked=mask is not None)
         y = fn.apply(x_compute, *[w for w in (gamma_t, beta_t) if w is not None])
         mean, variance, count = fn.mean, fn.variance, fn.count
+    elif mask is not None:
+        y, mean, variance = reference.masked_batch_norm(x_compute, mask, gamma_t, beta_t, axes, epsilon)
+        mean, variance = mean.data, variance.data
     elif form == "composite":
         y, mean, variance = reference.batch_norm_composite(x_compute, gamma_t, beta_t, axes, epsilon)
         mean, variance = mean.data, variance.data
@@ -289,9 +289,6 @@ def _checked_arguments(x: Tensor, feature_axis: int, gamma: Tensor | None, beta:
             "batch_norm: unbiased=True (PyTorch's convention) cannot be combined with a mask or "
             "renorm, which follow Keras's biased statistics"
         )
-    if synchronized and mask is not None:
-        raise ValueError("batch_norm: a mask cannot be combined with synchronized statistics across "
-                         "processes yet; pass the mask or synchronized=True, not both")
     count = math.prod(n for i, n in enumerate(x.shape) if i != feature_axis)
     if training and count < 2 and mask is None and not synchronized:  # synchronized: the global m counts
         raise ValueError(

@@ -40,17 +40,30 @@ def three_axes(a: Any, feature_axis: int) -> Any:
 def float64_sum(a: Any, b: Any = None) -> Any:
     """sum_i a_i (or sum_i a_i b_i) per channel of (before, C, after) arrays, added up in float64
     and returned as float64, shape (C,): einsum on NumPy (one pass), a reduction on CuPy."""
-    if backend.get_array_module(a) is np:
-        return np.einsum("icj->c" if b is None else "icj,icj->c", *([a] if b is None else [a, b]), dtype=np.float64)
-    return (a if b is None else a * b).sum(axis=(0, 2), dtype=np.float64)
+    if backend.get_array_module(a) is not np:
+        return (a if b is None else a * b).sum(axis=(0, 2), dtype=np.float64)
+    if b is None:
+        return np.einsum("icj->c", a, dtype=np.float64)
+    return np.einsum("icj,icj->c", a, b, dtype=np.float64)
+
+
+def like(values: Any, array: Any) -> Any:
+    """Per-channel values (C,) on array's backend, in its dtype, as (1, C, 1)."""
+    return backend.to_backend(values, backend.backend_of(array)).astype(array.dtype).reshape(1, -1, 1)
 
 
 class BatchNormSync(reference.BatchNormFunction):
     """The training transform with statistics over every rank's rows (see the module docstring).
 
     After forward, `mean` and `variance` (shape (1, C, 1), x's dtype) are the global batch
-    statistics, and `count` the global m, for the moving averages.
+    statistics, and `count` the global m, for the moving averages. masked=True (a mask was
+    given on this rank) is refused on every rank, after the ranks have compared notes.
     """
+
+    def __init__(self, axes: tuple[int, ...], epsilon: float, has_gamma: bool, has_beta: bool,
+                 masked: bool = False) -> None:
+        super().__init__(axes, epsilon, has_gamma, has_beta)
+        self.masked = masked
 
     def forward(self, x, *affine):
         gamma, beta = self._gamma_beta(affine)
@@ -68,14 +81,17 @@ class BatchNormSync(reference.BatchNormFunction):
         # sum (x - m')^2 - n (m - m')^2.
         squared = float64_sum(deviation, deviation) - local_count * (local_mean - rounded_mean) ** 2
         counts = xp.full(total.shape, float(local_count))
-        parts = distributed.allgather(xp.stack([counts, total, squared]), WHAT)  # (ranks, 3, C)
-        mean, variance = reference.combine_moments([tuple(p) for p in parts if p[0, 0] > 0], epsilon=0.0)
+        # (ranks, 3, C); every rank must agree on the shape and on whether a mask was given.
+        parts = distributed.allgather(xp.stack([counts, total, squared]), WHAT, extra=(int(self.masked),))
+        if self.masked:  # refused here, after the check, so that every rank refuses together
+            raise ValueError(f"{WHAT}: a mask cannot be combined with statistics across processes yet; "
+                             "pass the mask or synchronized=True, not both")
         self.count = int(parts[:, 0, 0].sum())
         if self.count < 2:
             raise ValueError(f"{WHAT}: batch statistics need more than one value per channel when "
                              f"training; all ranks together hold {self.count}")
-        as_x = lambda a: backend.to_backend(a, backend.backend_of(x)).astype(x.dtype).reshape(1, -1, 1)  # noqa: E731
-        self.mean, self.variance = as_x(mean), as_x(variance)
+        mean, variance = reference.combine_moments([tuple(p) for p in parts if p[0, 0] > 0], epsilon=0.0)
+        self.mean, self.variance = like(mean, x), like(variance, x)
         self.centred = x3 - self.mean
         self.inv_std = 1.0 / xp.sqrt(self.variance + self.epsilon)
         scale = self.inv_std if gamma is None else self.inv_std * gamma.reshape(self.inv_std.shape)
@@ -91,14 +107,13 @@ class BatchNormSync(reference.BatchNormFunction):
         xp = backend.get_array_module(g3)
         sum_g, sum_g_centred = float64_sum(g3), float64_sum(g3, self.centred)
         sums = distributed.allreduce_sum(xp.stack([sum_g, sum_g_centred]), WHAT + " backward")
-        as_g = lambda a: backend.to_backend(a, backend.backend_of(g3)).astype(g3.dtype).reshape(1, -1, 1)  # noqa: E731
-        global_g, global_g_centred = as_g(sums[0]), as_g(sums[1])
+        global_g, global_g_centred = like(sums[0], g3), like(sums[1], g3)
         k = self.inv_std if gamma is None else gamma.data.reshape(self.inv_std.shape) * self.inv_std
         d_x = fast.input_gradient(g3, self.centred, k, global_g / self.count,
                                   self.inv_std * self.inv_std * global_g_centred / self.count)
         grads = [d_x.reshape(grad.shape)]
         if self.has_gamma:  # this rank's own sums: average_gradients adds the ranks' up
-            grads.append((as_g(sum_g_centred) * self.inv_std).reshape(gamma.shape))
+            grads.append((like(sum_g_centred, g3) * self.inv_std).reshape(gamma.shape))
         if self.has_beta:
-            grads.append(as_g(sum_g).reshape(self.inputs[-1].shape))
+            grads.append(like(sum_g, g3).reshape(self.inputs[-1].shape))
         return tuple(Tensor._make(g) for g in grads)
