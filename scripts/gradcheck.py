@@ -36,6 +36,10 @@ with the formula written out in NumPy in this script.
     masked statistics                       Keras's mask: statistics of the unmasked positions
                                             vs NumPy; derivatives
     track_running_stats=False inference     inference on the batch's own statistics
+    Conv2D                                  conv2d vs loops in NumPy, valid and same (TF
+                                            padding), strides 1 and 2; first and second
+                                            derivatives in x and the kernel
+    BatchNorm on images                     axis=-1 on conv features (N, H, W, C), m = N*H*W
     Dense, ReLU, softmax cross-entropy, SGD the layers and the optimizer around BatchNorm
 
 Each function is looked up on its module when its row runs (reference.normalize, not a copy
@@ -343,6 +347,54 @@ def batch_statistics_inference_rows():
                        second_order=True)
 
 
+# ---- Convolutions, and BatchNorm on their (N, H, W, C) feature maps --------------------------
+
+IMAGES = np.random.default_rng(8).normal(size=(2, 5, 6, 2))
+KERNEL = np.random.default_rng(9).normal(size=(3, 2, 2, 3))  # (kh, kw, in, out): even and odd
+CONV_CASES = [(1, "valid"), (2, "same")]  # (stride, padding)
+
+
+def numpy_conv2d(x, kernel, stride, padding):
+    """Eq. 1 of minigrad.ops.conv written as loops over output pixels, with TensorFlow's padding."""
+    kh, kw = kernel.shape[:2]
+    pads = []
+    for size, k in ((x.shape[1], kh), (x.shape[2], kw)):
+        total = max((-(-size // stride) - 1) * stride + k - size, 0) if padding == "same" else 0
+        pads.append((total // 2, total - total // 2))
+    x = np.pad(x, ((0, 0), *pads, (0, 0)))
+    out_h, out_w = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    y = np.zeros((x.shape[0], out_h, out_w, kernel.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            y[:, i, j, :] = np.tensordot(patch, kernel, axes=([1, 2, 3], [0, 1, 2]))
+    return y
+
+
+def conv_rows():
+    """Conv2D: y vs loops in NumPy; first and second derivatives in x and the kernel. Then
+    BatchNorm over conv features (N, H, W, C): one statistic per channel over m = N*H*W."""
+    for stride, padding in CONV_CASES:
+        fn = lambda x, k, stride=stride, padding=padding: F.conv2d(x, k, strides=stride, padding=padding)  # noqa: E731
+        what = f"stride {stride}, {padding}"
+        yield value_row("Conv2D", f"conv2d y ({what}, 3x2 kernel) vs NumPy loops",
+                        [fn(mg.Tensor(IMAGES), mg.Tensor(KERNEL)).numpy()],
+                        [numpy_conv2d(IMAGES, KERNEL, stride, padding)])
+        yield gradient_row("Conv2D", f"conv2d ({what}): d/dx, d/dkernel", fn, [IMAGES, KERNEL])
+        yield gradient_row("Conv2D", f"conv2d ({what}): second derivatives", fn, [IMAGES, KERNEL],
+                           second_order=True)
+    features = numpy_conv2d(IMAGES, KERNEL, 1, "same")  # (2, 5, 6, 3): 3 channels, m = 60
+    gamma, beta = GAMMA, BETA
+    expected = numpy_batch_norm(features, gamma, beta, -1)
+    yield value_row("BatchNorm on images", "axis=-1 on (N, H, W, C): y and per-channel mean, variance "
+                    "over m = N*H*W vs NumPy", list(form_forward("fast", features, -1)), list(expected))
+    train = lambda x, g, b: F.batch_norm(x, g, b, axis=-1, epsilon=EPSILON)  # noqa: E731
+    yield gradient_row("BatchNorm on images", "axis=-1 on (N, H, W, C): d/dx, d/dgamma, d/dbeta", train,
+                       [features, gamma, beta])
+    yield gradient_row("BatchNorm on images", "axis=-1 on (N, H, W, C): second derivatives", train,
+                       [features, gamma, beta], second_order=True)
+
+
 def rows():
     rng = np.random.default_rng(4)  # made here, so every call of rows() sees the same values
     yield from equation_rows()
@@ -352,6 +404,7 @@ def rows():
     yield from renorm_rows()
     yield from masked_rows()
     yield from batch_statistics_inference_rows()
+    yield from conv_rows()
     yield gradient_row("Dense", "x @ kernel + bias: d/dx, d/dkernel, d/dbias", F.dense,
                        [X, rng.normal(size=(3, 4)), rng.normal(size=4)])
     yield gradient_row("ReLU", "max(x, 0) (x kept off 0)", F.relu, [X + np.where(X >= 0, 0.1, -0.1)])

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 import minigrad as mg
-from minigrad.ops import batch_norm as reference, batch_norm_fast as fast
+from minigrad.ops import batch_norm as reference, batch_norm_fast as fast, conv as conv_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gradcheck.py"
@@ -36,10 +36,10 @@ def test_every_row_passes_and_is_labelled():
     for label in ["Eq. 1", "Eq. 2", "Eq. 3a", "Eq. 3b", "Eq. 4", "Eq. 5", "Eq. 6", "scale and shift",
                   "composite", "closed form", "fast kernels", "inference", "Dense", "ReLU",
                   "softmax cross-entropy", "SGD", "renorm", "masked statistics",
-                  "track_running_stats=False inference"]:
+                  "track_running_stats=False inference", "Conv2D", "BatchNorm on images"]:
         assert f"\n{label} " in result.stdout, label
     assert "\nEq. 3 " not in result.stdout, "the two Eq. 3 are told apart as Eq. 3a and Eq. 3b"
-    assert "FAIL" not in result.stdout and "64 of 64 rows pass" in result.stdout
+    assert "FAIL" not in result.stdout and "73 of 73 rows pass" in result.stdout
 
 
 def off_by_one_percent(value):
@@ -97,6 +97,9 @@ MUTATIONS = [
     (reference, "combine_moments", 0, off_by_one_percent, "masked statistics"),
     (reference, "combine_moments", 1, off_by_one_percent, "masked statistics"),
     (reference, "masked_batch_norm", 0, off_by_one_percent, "masked statistics"),
+    (conv_ops, "conv2d", None, off_by_one_percent, "Conv2D"),
+    (conv_ops.Conv2DKernelGrad, "forward", None, off_by_one_percent, "Conv2D"),
+    (conv_ops.Conv2DInputGrad, "forward", None, off_by_one_percent, "Conv2D"),
 ]
 
 
