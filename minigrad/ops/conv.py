@@ -35,8 +35,10 @@ guess shifts the result by a pixel; its padding="same" agrees with Eq. 4 but ref
 To reproduce Eq. 4 there, pad with torch.nn.functional.pad(x, (left, right, top, bottom)) and
 convolve with padding 0.
 
-No patch array outlives the step that made it: the Functions keep only their geometry (a few
-ints) and, through autograd, their inputs.
+No patch array outlives the step that made it: a convolution keeps its im2col matrix from its
+forward to its own backward (dl/dkernel needs the same matrix) and hands it on there; the
+engine then frees the node. Otherwise the Functions keep only their geometry (a few ints) and,
+through autograd, their inputs.
 """
 
 from __future__ import annotations
@@ -63,6 +65,18 @@ def _span(kernel_size: int, dilation: int) -> int:
     return (kernel_size - 1) * dilation + 1
 
 
+def _columns(x: Any, kernel_size: tuple[int, int], geometry: Geometry) -> Any:
+    """im2col: the patches as a matrix, one row per output pixel (N * H_out * W_out rows) and
+    one column per kernel weight of an output channel, in the kernel's own order (kh, kw, C).
+
+    A copy (the view's strides cannot be flattened), laid out so that the copy reads C, the
+    input's contiguous axis, innermost, and so that kernel.reshape(kh * kw * C, out) needs none.
+    """
+    patches = _patches(x, kernel_size, geometry)  # (N, H_out, W_out, C, kh, kw)
+    rows = patches.shape[0] * patches.shape[1] * patches.shape[2]
+    return patches.transpose(0, 1, 2, 4, 5, 3).reshape(rows, -1)
+
+
 def _patches(x: Any, kernel_size: tuple[int, int], geometry: Geometry) -> Any:
     """The view of padded x under every kernel position: shape (N, H_out, W_out, C, kh, kw)."""
     xp = backend.get_array_module(x)
@@ -82,16 +96,20 @@ class Conv2D(Function):
         self.geometry = geometry
 
     def forward(self, x, kernel):
-        patches = _patches(x, kernel.shape[:2], self.geometry)
-        # Eq. 1, einsum "nhwcab,abco->nhwo" as one BLAS product (the im2col copy is made here
-        # and freed on return).
-        return backend.get_array_module(x).tensordot(patches, kernel, axes=((3, 4, 5), (2, 0, 1)))
+        out_height, out_width = output_size(x.shape, kernel.shape[:2], self.geometry)
+        # Kept for this node's backward only, where dl/dkernel needs the same matrix (Eq. 2):
+        # the engine frees the node, and so the columns, as soon as its backward has run.
+        self.columns = _columns(x, kernel.shape[:2], self.geometry)
+        # Eq. 1, einsum "nhwabc,abco->nhwo" as one BLAS matrix product.
+        y = self.columns @ kernel.reshape(-1, kernel.shape[3])
+        return y.reshape(x.shape[0], out_height, out_width, kernel.shape[3])
 
     def backward(self, grad):
         x, kernel = self.inputs
+        columns, self.columns = self.columns, None  # handed on, not kept
         return (
             Conv2DInputGrad(self.geometry, x.shape).apply(grad, kernel) if x.requires_grad else None,
-            Conv2DKernelGrad(self.geometry, kernel.shape[:2]).apply(x, grad)
+            Conv2DKernelGrad(self.geometry, kernel.shape[:2], columns).apply(x, grad)
             if kernel.requires_grad else None,
         )
 
@@ -99,15 +117,19 @@ class Conv2D(Function):
 class Conv2DKernelGrad(Function):
     """dl/dkernel from x and the output's gradient g, Eq. 2: the patches contracted with g."""
 
-    def __init__(self, geometry: Geometry, kernel_size: tuple[int, int]) -> None:
+    def __init__(self, geometry: Geometry, kernel_size: tuple[int, int], columns: Any = None) -> None:
         self.geometry = geometry
         self.kernel_size = tuple(kernel_size)
+        self.columns = columns  # the forward's im2col of x, when it has one (first order)
 
     def forward(self, x, grad):
-        patches = _patches(x, self.kernel_size, self.geometry)
-        # Eq. 2: sum over (n, i, j) gives (C, kh, kw, out); the kernel's layout is (kh, kw, C, out).
-        summed = backend.get_array_module(x).tensordot(patches, grad, axes=((0, 1, 2), (0, 1, 2)))
-        return summed.transpose(1, 2, 0, 3)
+        columns, self.columns = self.columns, None
+        if columns is None:
+            columns = _columns(x, self.kernel_size, self.geometry)
+        # Eq. 2: the sum over (n, i, j) is a product with the columns transposed (no copy: BLAS
+        # reads the transpose), giving (kh * kw * C, out), the kernel's own layout.
+        summed = columns.T @ grad.reshape(-1, grad.shape[3])
+        return summed.reshape(*self.kernel_size, x.shape[3], grad.shape[3])
 
     def backward(self, grad_kernel):
         # sum(h * KernelGrad(x, g)) = T(x, h, g): its gradients are InputGrad(g, h) and conv(x, h).
@@ -152,6 +174,15 @@ class Conv2DInputGrad(Function):
             Conv2DKernelGrad(self.geometry, kernel.shape[:2]).apply(grad_x, grad)
             if kernel.requires_grad else None,
         )
+
+
+def output_size(input_shape: tuple[int, ...], kernel_size: tuple[int, int], geometry: Geometry) -> tuple[int, int]:
+    """(H_out, W_out) of a convolution of an (N, H, W, C) input with this geometry."""
+    sizes = []
+    for size, k, stride, dilation, (before, after) in zip(input_shape[1:3], kernel_size, geometry.strides,
+                                                         geometry.dilation, geometry.padding):
+        sizes.append((size + before + after - _span(k, dilation)) // stride + 1)
+    return sizes[0], sizes[1]
 
 
 # ---- the arguments, checked and resolved -------------------------------------------------------
