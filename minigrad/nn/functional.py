@@ -1,4 +1,5 @@
-"""The layers as functions: relu, sigmoid, dense, conv2d, batch_norm, and the losses
+"""The layers as functions: relu, sigmoid, dense, conv2d, max_pool2d, avg_pool2d,
+global_avg_pool2d, flatten, batch_norm, and the losses
 softmax_cross_entropy and mse; and batch_norm_form, the switch between BatchNorm's
 implementations.
 
@@ -15,6 +16,7 @@ import numpy as np
 from minigrad import backend, distributed, ops
 from minigrad.autograd import no_grad
 from minigrad.nn.conv import conv2d  # noqa: F401  (re-exported: the functional form of Conv2D)
+from minigrad.nn.pooling import avg_pool2d, flatten, global_avg_pool2d, max_pool2d  # noqa: F401  (re-exported)
 from minigrad.ops import batch_norm as reference, batch_norm_fast as fast, batch_norm_sync as sync
 from minigrad.tensor import Tensor
 
