@@ -13,10 +13,10 @@ is the other factor met with the upstream gradient g (shaped like y):
 - dl/dkernel[a, b, c, o] = sum_{n, i, j} patch[n, i, j, c, a, b] g[n, i, j, o]: the same
   patches, now contracted with g over the batch and the output pixels (Eq. 2).
 - dl/dx: every patch element came from one input pixel, so the patch gradients
-  g @ kernel^T, of shape (N, H_out, W_out, kh, kw, C), are added back to the pixels they were
-  read from, and the padding is cut off (Eq. 3). This "scatter-add" is the transposed
-  convolution; written as a loop over the kh * kw kernel taps, each tap adds one strided
-  slice of the input at once.
+  g @ kernel^T are added back to the pixels they were read from, and the padding is cut off
+  (Eq. 3). This "scatter-add" is the transposed convolution; written as a loop over the
+  kh * kw kernel taps, each tap's g @ kernel[a, b]^T is added to one strided slice of the
+  input at once.
 
 Why second derivatives work. All three maps are pieces of one number,
 T(x, kernel, g) = sum(g * conv(x, kernel)), linear in each argument: conv is dT/dg,
@@ -128,7 +128,8 @@ class Conv2DKernelGrad(Function):
             columns = _columns(x, self.kernel_size, self.geometry)
         # Eq. 2: the sum over (n, i, j) is a product with the columns transposed (no copy: BLAS
         # reads the transpose), giving (kh * kw * C, out), the kernel's own layout.
-        summed = columns.T @ grad.reshape(-1, grad.shape[3])
+        grad_rows = backend.get_array_module(grad).ascontiguousarray(grad).reshape(-1, grad.shape[3])
+        summed = columns.T @ grad_rows
         return summed.reshape(*self.kernel_size, x.shape[3], grad.shape[3])
 
     def backward(self, grad_kernel):
@@ -153,17 +154,20 @@ class Conv2DInputGrad(Function):
         (top, bottom), (left, right) = self.geometry.padding
         batch, height, width, channels = self.input_shape
         out_height, out_width = grad.shape[1:3]
-        # What each patch element received: (N, H_out, W_out, kh, kw, C).
-        patch_grads = xp.tensordot(grad, kernel, axes=((3,), (3,)))
+        # One row per output pixel. Contiguous first: an upstream gradient may be a broadcast
+        # view (that of a sum has strides 0), which BLAS cannot take.
+        grad_rows = xp.ascontiguousarray(grad).reshape(-1, grad.shape[3])
         padded = xp.zeros((batch, height + top + bottom, width + left + right, channels),
-                          dtype=patch_grads.dtype)
+                          dtype=xp.result_type(grad, kernel))
         # Eq. 3: tap (a, b) of every window read the padded pixels (a d_h + i s_h, b d_w + j s_w),
-        # so its gradients go back there; windows overlap, hence +=.
+        # so what that tap's weights received, g @ kernel[a, b]^T, goes back there; windows
+        # overlap, hence +=. One product per tap keeps each addition contiguous.
         for a in range(kernel.shape[0]):
             rows = slice(a * dilation_h, a * dilation_h + (out_height - 1) * stride_h + 1, stride_h)
             for b in range(kernel.shape[1]):
                 columns = slice(b * dilation_w, b * dilation_w + (out_width - 1) * stride_w + 1, stride_w)
-                padded[:, rows, columns, :] += patch_grads[:, :, :, a, b, :]
+                tap = grad_rows @ kernel[a, b].T
+                padded[:, rows, columns, :] += tap.reshape(batch, out_height, out_width, channels)
         return padded[:, top:top + height, left:left + width, :]
 
     def backward(self, grad_x):
