@@ -14,6 +14,8 @@ On the current backend, medians over `repeats` timings after a warm-up:
 4. memory: 1,000 training steps of (2), with Python's cyclic garbage collector switched off,
            so that anything a reference cycle held would pile up: the peak, and the growth
            per step between the first and last tenth of the run.
+5. conv:   Conv2D forward + backward on two shapes, and a training step of the convnet
+           lesson's network (scripts/benchmark_conv.py).
 
 References, when installed: PyTorch (the CPU build with the same thread count; CUDA on the
 GPU), and a hand-written NumPy BatchNorm (the textbook forward and closed-form backward).
@@ -34,6 +36,9 @@ import sys
 import time
 import tracemalloc
 from typing import Any, Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchmark_conv  # noqa: E402  (section 5, the convolutions)
 
 CHAIN_LENGTH = 500
 BN_SHAPES = [((1024, 1024), -1), ((64, 32, 28, 28), 1)]
@@ -318,9 +323,9 @@ def check_same(name: str, ours: tuple, theirs: tuple, reference: str) -> None:
     """Stop the benchmark if minigrad and a reference disagree: timing wrong answers is useless."""
     import numpy as np
 
-    for label, a, b in zip(("y", "dl/dx"), ours, theirs):
+    for label, a, b in zip(("y", "dl/dx", "dl/dkernel"), ours, theirs):
         error = float(np.max(np.abs(a - b)))
-        if error > 2e-3:
+        if error > 2e-3 * max(1.0, float(np.max(np.abs(b)))):  # float32 sums of many terms: relative
             sys.exit(f"benchmark: {name}: minigrad's {label} differs from {reference}'s by {error:.3g}")
 
 
@@ -413,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  growth {memory['growth_per_step']:+.0f} bytes per step with the collector off; "
           f"{memory['cycle_objects']} objects found in reference cycles; "
           f"growth {memory['growth_after_collect']:+.1f} bytes per step after a full collect")
+
+    benchmark_conv.run(clock, args.repeats, torch, device if torch is not None else None, report,
+                       lambda label, ours, theirs: check_same(label, ours, theirs, "PyTorch"))
     return 0
 
 
