@@ -20,9 +20,10 @@ PLOTS = {
     "07_training_with_and_without_bn": ["lesson07_test_accuracy.png", "lesson07_momentum_warmup.png"],
     "08_internal_covariate_shift": ["lesson08_sigmoid_input_percentiles.png"],
     "11_small_batches_and_renorm": ["lesson11_batch_size.png", "lesson11_statistics.png", "lesson11_non_iid.png"],
+    "13_batchnorm_in_a_convnet": ["lesson13_test_accuracy.png"],
 }
 RUN_LOGS = {"07_training_with_and_without_bn": "lesson07", "08_internal_covariate_shift": "lesson08",
-            "11_small_batches_and_renorm": "lesson11"}
+            "11_small_batches_and_renorm": "lesson11", "13_batchnorm_in_a_convnet": "lesson13"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
