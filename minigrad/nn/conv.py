@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from minigrad.nn import constraints, initializers, regularizers
 from minigrad.nn.module import Module
 from minigrad.ops import conv as conv_ops
 from minigrad.tensor import Tensor
@@ -60,12 +59,9 @@ def conv2d(
     return y.transpose(0, 3, 1, 2) if data_format == "channels_first" else y
 
 
-def _activations() -> dict[str, Callable[[Tensor], Tensor] | None]:
-    # Imported here, not above: minigrad.nn.functional (which layers imports) re-exports
-    # conv2d from this module, and layers builds its table from functional at import time.
-    from minigrad.nn.layers import ACTIVATIONS
-
-    return ACTIVATIONS
+# Conv2D imports minigrad.nn.layers inside its methods, not above: minigrad.nn.functional (which
+# layers imports) re-exports conv2d from this module, and layers builds its ACTIVATIONS table
+# from functional at import time.
 
 
 class Conv2D(Module):
@@ -163,27 +159,20 @@ class Conv2D(Module):
         super().__init__(**kwargs)
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             raise ValueError(f"Conv2D: filters must be a positive int, got {filters!r}")
-        activations = _activations()
-        if isinstance(activation, str) and activation not in activations:
-            raise ValueError(
-                f"Conv2D: unknown activation {activation!r}; expected one of {sorted(activations)}, "
-                "None, or a callable"
-            )
+        from minigrad.nn.layers import resolve_activation, resolve_weight_options  # here: see above Conv2D
+
+        activation = resolve_activation("Conv2D", activation)
         self.filters = filters
         self.kernel_size = conv_ops.as_pair(kernel_size, "kernel_size", "Conv2D")
         self.strides = conv_ops.as_pair(strides, "strides", "Conv2D")
         self.padding = conv_ops.check_padding(padding, "Conv2D")
         self.data_format = check_data_format(data_format, "Conv2D")
         self.dilation_rate = conv_ops.as_pair(dilation_rate, "dilation_rate", "Conv2D")
-        self.activation = activations[activation] if isinstance(activation, str) else activation
+        self.activation = activation
         self.use_bias = use_bias
-        # Looked up now, so that a misspelt name or a bad config dict fails here.
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        resolve_weight_options(self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                               kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                               kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self.kernel: Tensor | None = None
         self.bias: Tensor | None = None
         self.in_channels: int | None = None
@@ -238,7 +227,7 @@ class Conv2D(Module):
 
     def config_value(self, name: str) -> Any:
         """As Module's, but the activation by its name, as Keras ("linear" for None)."""
-        from minigrad.nn.layers import activation_name  # here: see _activations
+        from minigrad.nn.layers import activation_name  # here: see above Conv2D
 
         return activation_name(self) if name == "activation" else super().config_value(name)
 

@@ -15,6 +15,27 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {
 }
 
 
+def resolve_activation(layer_name: str, activation: Any) -> Callable[[Tensor], Tensor] | None:
+    """The function an activation argument names: one of ACTIVATIONS by name, None, or a
+    callable as given; an unknown name is a ValueError naming the layer."""
+    if not isinstance(activation, str):
+        return activation
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"{layer_name}: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}, "
+            "None, or a callable"
+        )
+    return ACTIVATIONS[activation]
+
+
+def resolve_weight_options(layer: Module, **options: Any) -> None:
+    """Look up each *_initializer, *_regularizer and *_constraint argument now, and store it
+    under its own name, so that a misspelt name or a bad config dict fails at construction."""
+    lookup = {"initializer": initializers.get, "regularizer": regularizers.get, "constraint": constraints.get}
+    for name, value in options.items():
+        setattr(layer, name, lookup[name.rsplit("_", 1)[1]](value))
+
+
 def activation_name(layer: Module) -> str:
     """The name of layer.activation in ACTIVATIONS, as a Keras config holds it ("linear" for
     None); any other callable cannot go in a config (TypeError)."""
@@ -91,21 +112,13 @@ class Dense(Module):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
-        if isinstance(activation, str) and activation not in ACTIVATIONS:
-            raise ValueError(
-                f"Dense: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}, "
-                "None, or a callable"
-            )
+        activation = resolve_activation("Dense", activation)
         self.units = units
-        self.activation = ACTIVATIONS[activation] if isinstance(activation, str) else activation
+        self.activation = activation
         self.use_bias = use_bias
-        # Looked up now, so that a misspelt name or a bad config dict fails here.
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        resolve_weight_options(self, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                               kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                               kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self.kernel: Tensor | None = None
         self.bias: Tensor | None = None
         self.in_features: int | None = None
